@@ -1,0 +1,241 @@
+"""Event contract v1: decoding and validating what gateways put on the usage topic.
+
+A Kafka message value is one event object or a batch (a JSON array of event objects with the same
+``api_key_id``, which is also the message key). Every event of a batch is judged on its own: the good
+ones are returned, each bad one becomes a :class:`Rejection` with a precise reason and its own bytes.
+The JSON Schema published for producers is ``schemas/usage-event.v1.schema.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Literal
+
+import msgspec
+
+# Upper bounds keep a hostile or buggy producer from overflowing UInt64 sums in ClickHouse.
+MAX_TOKENS = 10**12
+MAX_EPOCH_MS = 10**13  # year 2286
+
+Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+OptionalLabel = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class UsageEvent(msgspec.Struct, gc=False):
+    """One gateway request. After :meth:`ContractDecoder.decode`, ``timestamp`` is epoch milliseconds
+    (int) and ``api_key_id`` is set (a raw ``api_key`` secret has been replaced by its hash)."""
+
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    model: Label
+    timestamp: Annotated[datetime, msgspec.Meta(tz=True)] | Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_MS)]
+    input_tokens: Tokens
+    output_tokens: Tokens
+    api_key_id: Label | None = None
+    api_key: str | None = None
+    provider: OptionalLabel = ""
+    cache_read_tokens: Tokens = 0
+    cache_write_tokens: Tokens = 0
+    reasoning_tokens: Tokens = 0
+    org_id: OptionalLabel = ""
+    project_id: OptionalLabel = ""
+    status: Literal["ok", "error"] = "ok"
+    latency_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    gateway_cost_usd: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An event (or a whole message) that cannot be counted, and why."""
+
+    reason: str
+    detail: str
+    raw: bytes  # the offending bytes, with any api_key secret replaced by its hash
+    index: int | None = None  # position in a batch; None when the whole message is rejected
+
+
+# Every reason a consumed event can be dead-lettered with; metrics and the DLQ use these names.
+REASONS = (
+    "invalid_json",
+    "not_an_object",
+    "empty_batch",
+    "batch_too_large",
+    "missing_field",
+    "invalid_field",
+    "missing_api_key",
+    "inconsistent_tokens",
+    "key_mismatch",
+    "too_late",
+    "future_timestamp",
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DECIMAL_STRING = re.compile(r"^-?\d{1,20}(\.\d{1,18})?$")
+# Matches an api_key value even when the JSON around it is broken or truncated mid-secret.
+_API_KEY_VALUE = re.compile(rb'("api_key"\s*:\s*)"((?:[^"\\]|\\.)*)("?)')
+
+
+def hash_api_key(secret: str) -> str:
+    """The stable id stored for a raw secret: its SHA-256 hex digest (LiteLLM's user_api_key_hash)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def redact(raw: bytes) -> bytes:
+    """``raw`` with every api_key string value replaced by its hash, so a secret never leaves memory."""
+    if b'"api_key"' not in raw:
+        return raw
+
+    def _hashed(match: re.Match[bytes]) -> bytes:
+        secret = match.group(2).decode("utf-8", "replace")
+        return match.group(1) + b'"sha256:' + hash_api_key(secret).encode() + b'"'
+
+    return _API_KEY_VALUE.sub(_hashed, raw)
+
+
+def _reason_for(error: msgspec.ValidationError) -> str:
+    return "missing_field" if str(error).startswith("Object missing required field") else "invalid_field"
+
+
+def _epoch_ms(value: datetime | int) -> int:
+    if isinstance(value, int):
+        return value
+    return (value - _EPOCH) // _MILLISECOND
+
+
+_MILLISECOND = _EPOCH.resolution * 1000
+
+
+class ContractDecoder:
+    """Turns message values into valid :class:`UsageEvent` objects and :class:`Rejection` records."""
+
+    def __init__(self, max_batch_events: int = 1000) -> None:
+        self._max_batch_events = max_batch_events
+        self._batch = msgspec.json.Decoder(list[UsageEvent])
+        self._single = msgspec.json.Decoder(UsageEvent)
+        self._raw_items = msgspec.json.Decoder(list[msgspec.Raw])
+
+    def decode(self, value: bytes, key: bytes | None = None) -> tuple[list[UsageEvent], list[Rejection]]:
+        """Valid events (normalised) and rejections of one message value."""
+        head = value.lstrip()[:1]
+        if head == b"[":
+            return self._decode_batch(value, key)
+        if head == b"{":
+            return self._decode_single(value, key)
+        return [], [self._reject_message(value)]
+
+    def _decode_single(self, value: bytes, key: bytes | None) -> tuple[list[UsageEvent], list[Rejection]]:
+        try:
+            event = self._single.decode(value)
+        except msgspec.ValidationError as error:
+            return [], [Rejection(_reason_for(error), str(error), redact(value))]
+        except msgspec.DecodeError as error:
+            return [], [Rejection("invalid_json", str(error), redact(value))]
+        problem = _normalise(event, _key_text(key))
+        if problem is None:
+            return [event], []
+        return [], [Rejection(problem[0], problem[1], redact(value))]
+
+    def _decode_batch(self, value: bytes, key: bytes | None) -> tuple[list[UsageEvent], list[Rejection]]:
+        try:
+            events = self._batch.decode(value)
+        except msgspec.ValidationError:
+            return self._decode_items_one_by_one(value, key)
+        except msgspec.DecodeError as error:
+            return [], [Rejection("invalid_json", str(error), redact(value))]
+        if not events or len(events) > self._max_batch_events:
+            return [], [self._reject_batch_size(value, len(events))]
+        key_text = _key_text(key)
+        problems = [_normalise(event, key_text) for event in events]
+        if not any(problems):
+            return events, []
+        return self._split(events, problems, value)
+
+    def _split(self, events, problems, value) -> tuple[list[UsageEvent], list[Rejection]]:
+        raw_items = self._raw_items.decode(value)
+        good: list[UsageEvent] = []
+        bad: list[Rejection] = []
+        for index, (event, problem) in enumerate(zip(events, problems)):
+            if problem is None:
+                good.append(event)
+            else:
+                bad.append(Rejection(problem[0], problem[1], redact(bytes(raw_items[index])), index))
+        return good, bad
+
+    def _decode_items_one_by_one(self, value: bytes, key: bytes | None) -> tuple[list[UsageEvent], list[Rejection]]:
+        raw_items = self._raw_items.decode(value)
+        if len(raw_items) > self._max_batch_events:
+            return [], [self._reject_batch_size(value, len(raw_items))]
+        key_text = _key_text(key)
+        good: list[UsageEvent] = []
+        bad: list[Rejection] = []
+        for index, item in enumerate(raw_items):
+            raw = bytes(item)
+            try:
+                event = self._single.decode(raw)
+            except msgspec.ValidationError as error:
+                reason = "not_an_object" if str(error).startswith("Expected `object`") else _reason_for(error)
+                bad.append(Rejection(reason, str(error).replace(" - at `$`", ""), redact(raw), index))
+                continue
+            problem = _normalise(event, key_text)
+            if problem is None:
+                good.append(event)
+            else:
+                bad.append(Rejection(problem[0], problem[1], redact(raw), index))
+        return good, bad
+
+    def _reject_batch_size(self, value: bytes, size: int) -> Rejection:
+        if size == 0:
+            return Rejection("empty_batch", "a batch must hold at least one event", redact(value))
+        return Rejection(
+            "batch_too_large",
+            f"batch holds {size} events; at most {self._max_batch_events} are allowed",
+            redact(value),
+        )
+
+    def _reject_message(self, value: bytes) -> Rejection:
+        try:
+            msgspec.json.decode(value)
+        except msgspec.DecodeError as error:
+            return Rejection("invalid_json", str(error), redact(value))
+        return Rejection("not_an_object", "a message must be an event object or a JSON array of them", redact(value))
+
+
+def _key_text(key: bytes | None) -> str | None:
+    return None if key is None else key.decode("utf-8", "replace")
+
+
+def _normalise(event: UsageEvent, key: str | None) -> tuple[str, str] | None:
+    """Checks the rules msgspec cannot express and normalises the event in place.
+
+    Returns (reason, detail) for an invalid event, None for a valid one.
+    """
+    secret = event.api_key
+    if secret is not None:
+        event.api_key = None
+        if event.api_key_id is None:
+            event.api_key_id = hash_api_key(secret)
+    if event.api_key_id is None:
+        return "missing_api_key", "one of `api_key_id` or `api_key` is required"
+    if key is not None and key != event.api_key_id and not (secret is not None and key == secret):
+        return "key_mismatch", "the event's api_key_id differs from the message key"
+    if event.cache_read_tokens + event.cache_write_tokens > event.input_tokens:
+        return "inconsistent_tokens", "cache_read_tokens + cache_write_tokens exceed input_tokens (which include them)"
+    if event.reasoning_tokens > event.output_tokens:
+        return "inconsistent_tokens", "reasoning_tokens exceed output_tokens (which include them)"
+    if event.gateway_cost_usd is not None and not _is_decimal_string(event.gateway_cost_usd):
+        return "invalid_field", "gateway_cost_usd must be a decimal string such as \"0.001234\""
+    event.timestamp = _epoch_ms(event.timestamp)
+    return None
+
+
+def _is_decimal_string(text: str) -> bool:
+    if not _DECIMAL_STRING.match(text):
+        return False
+    try:
+        return Decimal(text) >= 0
+    except InvalidOperation:
+        return False
