@@ -1,0 +1,91 @@
+"""ClickHouse access: one client per process, used from one thread.
+
+``METERLINE_CLICKHOUSE_URL`` is either ``chdb:///path/to/dir`` (embedded ClickHouse from the chdb package)
+or ``http(s)://user:pass@host:8123/db`` (a server). Both give the same clickhouse-connect Client API and run
+the same SQL. An embedded data folder can be open in only one process at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+T = TypeVar("T")
+
+
+class EmbeddedStoreBusy(RuntimeError):
+    """The chDB data folder is held by another process (usually a running worker)."""
+
+
+def connect(url: str, create_database: bool = False) -> Client:
+    """A clickhouse-connect client for ``url`` (chdb:// or http(s)://).
+
+    The database is the ``?database=`` parameter of a chdb URL (default: ``default``), or the path of a
+    server URL. ``create_database`` creates it first when missing (migrations do; readers do not).
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "chdb":
+        database = parse_qs(parts.query).get("database", ["default"])[0]
+        return _connect_embedded(Path(parts.path), database)
+    if parts.scheme in ("http", "https"):
+        database = parts.path.strip("/") or "default"
+        if create_database and database != "default":
+            bootstrap = clickhouse_connect.get_client(dsn=urlunsplit(parts._replace(path="/default")))
+            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {_identifier(database)}")
+            bootstrap.close()
+        return clickhouse_connect.get_client(dsn=url, compress=False)
+    raise ValueError(f"METERLINE_CLICKHOUSE_URL: unsupported scheme {parts.scheme!r} (use chdb:///dir or http(s)://...)")
+
+
+def _connect_embedded(path: Path, database: str) -> Client:
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+    except Exception as error:  # chDB reports a held folder as a generic initialisation error
+        if "EmbeddedServer" in str(error):
+            raise EmbeddedStoreBusy(
+                f"the embedded ClickHouse folder {path} is open in another process; stop that process "
+                "(e.g. the running worker) or ask it over HTTP"
+            ) from error
+        raise
+    if database != "default":
+        # Embedded databases are cheap; tests give each one its own inside a shared folder.
+        client.command(f"CREATE DATABASE IF NOT EXISTS {_identifier(database)}")
+        client.database = database
+    return client
+
+
+def _identifier(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"unsupported database name {name!r}: use letters, digits and _")
+    return f"`{name}`"
+
+
+class ClickHouse:
+    """A client plus the single thread all its calls run on, so blocking chDB calls stay off the event loop."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+
+    @classmethod
+    def open(cls, url: str) -> "ClickHouse":
+        return cls(connect(url))
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+
+    async def query_rows(self, sql: str, parameters: dict | None = None) -> list[tuple]:
+        result = await self.run(self.client.query, sql, parameters=parameters)
+        return result.result_rows
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self.client.close()

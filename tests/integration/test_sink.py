@@ -1,0 +1,237 @@
+"""The ClickHouse side of a flush, on real embedded ClickHouse: exact sums, atomic parts, idempotent retries,
+fencing between writers, and the request-id store the dedup relies on."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from genai_prices import Usage, calc_price
+
+from pipeline.contract import ContractDecoder
+from pipeline.dedup import SeenRequests
+from pipeline.failpoints import Failpoints
+from pipeline.migrations import Migrator
+from pipeline.pricing import PriceBook
+from pipeline.rollup import RawMessage, RollupBuilder, TimeBounds
+from pipeline.sink import NO_PROGRESS, FencedError, FlushRange, RollupWriter
+
+pytestmark = pytest.mark.clickhouse
+
+NOW = datetime(2026, 11, 25, 12, 30, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+BOUNDS = TimeBounds(NOW_MS, 7 * 86_400_000, 300_000, 86_400_000)
+MODELS = [("gpt-4o", "openai"), ("claude-sonnet-4-5", "anthropic"), ("gemini-2.5-pro", "google"),
+          ("my-private-model", "")]
+TOPIC = "usage"
+
+
+def make_events(n: int, seed: int = 7) -> list[dict]:
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        model, provider = rng.choice(MODELS)
+        input_tokens = rng.choice([rng.randint(0, 3000), rng.randint(190_000, 210_000)])
+        output_tokens = rng.randint(0, 2000)
+        cache_read = rng.randint(0, input_tokens // 2)
+        events.append({
+            "request_id": f"req-{seed}-{i}", "api_key_id": f"key-{rng.randint(0, 9)}", "model": model,
+            "provider": provider, "timestamp": NOW_MS - rng.randint(0, 30 * 3600_000),
+            "input_tokens": input_tokens, "output_tokens": output_tokens, "cache_read_tokens": cache_read,
+            "cache_write_tokens": rng.randint(0, input_tokens - cache_read),
+            "reasoning_tokens": rng.randint(0, output_tokens), "status": rng.choice(["ok", "ok", "error"]),
+        })
+    return events
+
+
+def ledger(events: list[dict]) -> dict:
+    """Expected usage_hourly sums, priced event by event with genai-prices itself (not our Rate code)."""
+    totals: dict = defaultdict(lambda: defaultdict(Decimal))
+    for e in events:
+        hour = datetime.fromtimestamp(e["timestamp"] // 3_600_000 * 3600, UTC).replace(tzinfo=None)
+        row = totals[(e["api_key_id"], e["model"], hour)]
+        row["requests"] += 1
+        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+            row[name] += e[name]
+        try:
+            price = calc_price(Usage(input_tokens=e["input_tokens"], output_tokens=e["output_tokens"],
+                                     cache_read_tokens=e["cache_read_tokens"],
+                                     cache_write_tokens=e["cache_write_tokens"],
+                                     output_reasoning_tokens=e["reasoning_tokens"]),
+                               e["model"], provider_id=e["provider"] or None,
+                               genai_request_timestamp=datetime.fromtimestamp(e["timestamp"] / 1000, UTC))
+            row["total_cost"] += price.total_price
+        except LookupError:
+            row["unpriced_requests"] += 1
+    return {key: dict(value) for key, value in totals.items()}
+
+
+def stored(client) -> dict:
+    rows = client.query(
+        "SELECT api_key_id, model, hour, sum(requests), sum(unpriced_requests), sum(input_tokens), "
+        "sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), "
+        "sum(total_cost) FROM usage_hourly GROUP BY api_key_id, model, hour").result_rows
+    out = {}
+    for key, model, hour, req, unpriced, inp, outp, cr, cw, rs, cost in rows:
+        row = {"requests": req, "input_tokens": inp, "output_tokens": outp, "cache_read_tokens": cr,
+               "cache_write_tokens": cw, "reasoning_tokens": rs}
+        if unpriced:
+            row["unpriced_requests"] = unpriced
+        if cost:
+            row["total_cost"] = cost
+        out[(key, model, hour)] = row
+    return out
+
+
+def flush_of(events: list[dict], first_offset: int = 0, seen: SeenRequests | None = None, bounds=BOUNDS):
+    messages = [RawMessage(first_offset + i, e["api_key_id"].encode(), json.dumps(e).encode())
+                for i, e in enumerate(events)]
+    screened = RollupBuilder(ContractDecoder()).screen(messages, bounds, seen or SeenRequests())
+    return messages, screened
+
+
+def write(writer: RollupWriter, events, first_offset=0, expected=NO_PROGRESS, partition=0):
+    messages, screened = flush_of(events, first_offset)
+    rollup = screened.aggregate(set(), PriceBook())
+    flush = FlushRange(partition, first_offset, messages[-1].offset, expected)
+    writer.write_request_ids(flush, rollup)
+    return writer.commit(flush, rollup), rollup, flush
+
+
+def new_writer(client) -> RollupWriter:
+    return RollupWriter(client, TOPIC, 7 * 86400, Failpoints())
+
+
+def test_migrations_apply_twice_and_are_recorded(clickhouse):
+    assert Migrator(clickhouse).apply() == []
+    ids = [row[0] for row in clickhouse.query("SELECT id FROM meterline_migrations ORDER BY id").result_rows]
+    assert ids == ["0001", "0002"]
+
+
+def test_flush_lands_exactly_with_costs_priced_at_each_events_time(clickhouse):
+    events = make_events(3000)
+    landed, rollup, _ = write(new_writer(clickhouse), events)
+    assert landed is True
+    expected = ledger(events)
+    assert stored(clickhouse) == expected
+    assert any("unpriced_requests" in row for row in expected.values())
+    assert new_writer(clickhouse).progress(0) == 2999
+    outcomes = clickhouse.query("SELECT outcome, reason, events FROM ingest_outcomes").result_rows
+    assert outcomes == [("counted", "", 3000)]
+
+
+def test_input_and_output_cost_add_up_to_total_per_row(clickhouse):
+    write(new_writer(clickhouse), make_events(500))
+    rows = clickhouse.query("SELECT input_cost, output_cost, total_cost FROM usage_hourly").result_rows
+    assert rows and all(i + o == t for i, o, t in rows)
+    assert clickhouse.query("SELECT toTypeName(sum(total_cost)) FROM usage_hourly").result_rows == [
+        ("Decimal(38, 24)",)]
+
+
+def test_a_retried_commit_never_counts_twice(clickhouse):
+    writer = new_writer(clickhouse)
+    events = make_events(200)
+    _, rollup, flush = write(writer, events)
+    assert writer.commit(flush, rollup) is False  # the earlier attempt landed: nothing is added
+    assert stored(clickhouse) == ledger(events)
+
+
+def test_a_second_writer_with_a_stale_view_is_fenced(clickhouse):
+    a, b = new_writer(clickhouse), new_writer(clickhouse)
+    first = make_events(100, seed=1)
+    write(a, first)
+    with pytest.raises(FencedError) as fence:
+        write(b, make_events(150, seed=1))  # b read the same log further, believing the partition empty
+    assert fence.value.found == 99
+    assert stored(clickhouse) == ledger(first)
+
+
+def test_a_flush_ending_where_progress_already_is_has_landed(clickhouse):
+    """Offsets are immutable log positions: progress at the flush's last offset means every one of them
+    is counted, whoever wrote it."""
+    write(new_writer(clickhouse), make_events(100, seed=1))
+    landed, _, _ = write(new_writer(clickhouse), make_events(100, seed=1))
+    assert landed is False
+    assert stored(clickhouse) == ledger(make_events(100, seed=1))
+
+
+def test_the_insert_token_fences_a_writer_that_passed_the_progress_check_too(clickhouse):
+    """Both writers read progress before either inserts; the token (topic/partition/first offset) drops
+    the later insert, and its read-back reports the fence."""
+    a = new_writer(clickhouse)
+    first = make_events(100, seed=1)
+    write(a, first)
+
+    class RacingWriter(RollupWriter):
+        calls = 0
+
+        def progress(self, partition):
+            self.calls += 1
+            return NO_PROGRESS if self.calls == 1 else super().progress(partition)
+
+    with pytest.raises(FencedError):
+        write(RacingWriter(clickhouse, TOPIC, 7 * 86400, Failpoints()), make_events(150, seed=1))
+    assert stored(clickhouse) == ledger(first)
+
+
+def test_one_flush_is_one_part_even_when_large(clickhouse):
+    clickhouse.command("SYSTEM STOP MERGES rollups")
+    events = [dict(e, api_key_id=f"key-{i}") for i, e in enumerate(make_events(120_000, seed=3))]
+    write(new_writer(clickhouse), events)
+    parts = clickhouse.query("SELECT count() FROM system.parts WHERE database = currentDatabase() "
+                             "AND table = 'rollups' AND active").result_rows[0][0]
+    assert parts == 1
+    assert clickhouse.query("SELECT sum(requests) FROM usage_hourly").result_rows[0][0] == 120_000
+
+
+def test_request_ids_count_only_once_their_flush_committed(clickhouse):
+    writer = new_writer(clickhouse)
+    events = make_events(50, seed=4)
+    messages, screened = flush_of(events)
+    rollup = screened.aggregate(set(), PriceBook())
+    flush = FlushRange(0, 0, 49, NO_PROGRESS)
+    writer.write_request_ids(flush, rollup)  # ...and the worker dies before commit
+    ids = [e["request_id"] for e in events]
+    assert writer.confirm_seen(0, writer.progress(0), ids) == set()
+    assert len(writer.load_seen(0, writer.progress(0), 0)) == 0
+    writer.commit(flush, rollup)
+    assert writer.confirm_seen(0, writer.progress(0), ids + ["other"]) == set(ids)
+    seen = writer.load_seen(0, writer.progress(0), 0)
+    assert len(seen) == 50
+    from pipeline.dedup import request_id_hashes
+    assert seen.maybe_seen(request_id_hashes(ids)).all()
+    assert writer.confirm_seen(1, 49, ids) == set()  # scoped to the partition
+    recent = writer.load_seen(0, 49, (NOW_MS - 3600_000) // 3_600_000)
+    assert 0 < len(recent) < 50  # only ids whose event hour is within the horizon
+
+
+def test_duplicates_confirmed_by_clickhouse_are_not_counted_again(clickhouse):
+    writer = new_writer(clickhouse)
+    events = make_events(100, seed=5)
+    write(writer, events)
+    retries = [dict(e) for e in events[:30]]
+    fresh = make_events(20, seed=6)
+    seen = writer.load_seen(0, 99, 0)
+    messages, screened = flush_of(retries + fresh, first_offset=100, seen=seen)
+    assert set(screened.maybe_seen) >= {e["request_id"] for e in retries}
+    confirmed = writer.confirm_seen(0, 99, screened.maybe_seen)
+    rollup = screened.aggregate(confirmed, PriceBook())
+    flush = FlushRange(0, 100, messages[-1].offset, 99)
+    writer.write_request_ids(flush, rollup)
+    writer.commit(flush, rollup)
+    assert stored(clickhouse) == ledger(events + fresh)
+    outcomes = dict(((o, r), n) for o, r, n in clickhouse.query(
+        "SELECT outcome, reason, events FROM ingest_outcomes").result_rows)
+    assert outcomes == {("counted", ""): 120, ("duplicate", ""): 30}
+
+
+def test_usage_hourly_reads_use_the_primary_key(clickhouse):
+    write(new_writer(clickhouse), make_events(100))
+    plan = "\n".join(row[0] for row in clickhouse.query(
+        "EXPLAIN indexes = 1 SELECT sum(requests) FROM usage_hourly WHERE api_key_id = 'key-1' "
+        "AND hour >= toDateTime('2026-11-24 00:00:00')").result_rows)
+    assert "PrimaryKey" in plan and "api_key_id" in plan
