@@ -71,6 +71,17 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    # Bearer token that may read every key; empty disables admin access.
+    admin_token: str = ""
+    # Secret that signs key-scoped tokens (``meterline token --key K``); empty disables them.
+    token_secret: str = ""
+    max_range_days: int = 400
+    # Where a CLI finds a running worker's HTTP API when the embedded store is held by it.
+    url: str = "http://127.0.0.1:6066"
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".meterline")
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
@@ -78,6 +89,7 @@ class Settings:
     rollup: RollupSettings = field(default_factory=RollupSettings)
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     # Test-only crash injection (see pipeline/failpoints.py); empty in production.
     failpoints: str = ""
 
@@ -139,6 +151,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web=WebSettings(
             host=e.str("METERLINE_WEB_HOST", WebSettings.host),
             port=e.int("METERLINE_WEB_PORT", WebSettings.port),
+        ),
+        api=ApiSettings(
+            admin_token=e.str("METERLINE_API_ADMIN_TOKEN", ""),
+            token_secret=e.str("METERLINE_API_TOKEN_SECRET", ""),
+            max_range_days=e.int("METERLINE_API_MAX_RANGE_DAYS", ApiSettings.max_range_days, minimum=1),
+            url=e.str("METERLINE_API_URL", f"http://127.0.0.1:{e.int('METERLINE_WEB_PORT', WebSettings.port)}"),
         ),
         failpoints=e.str("METERLINE_FAILPOINTS", ""),
     )

@@ -1,0 +1,1 @@
+"""Subcommands of the ``meterline`` CLI, one module per area."""

@@ -1,0 +1,33 @@
+"""Core commands: ``migrate`` and ``worker``."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.clickhouse import connect
+from pipeline.config import load_settings
+from pipeline.migrations import Migrator
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    migrate = subparsers.add_parser("migrate", help="apply pending ClickHouse migrations (idempotent)")
+    migrate.set_defaults(handler=run_migrate)
+    worker = subparsers.add_parser("worker", help="run the metering worker (Faust agents -> ClickHouse)")
+    worker.set_defaults(handler=run_worker)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    client = connect(settings.clickhouse.url, create_database=True)
+    ran = Migrator(client).apply()
+    for migration in ran:
+        print(f"applied {migration.id}_{migration.name}")
+    if not ran:
+        print("nothing to apply: the schema is up to date")
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from agents.app import run_worker as run
+
+    return run(load_settings())
