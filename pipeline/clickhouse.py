@@ -9,14 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 T = TypeVar("T")
+
+
+# ClickHouse error codes that no retry can fix: the statement or the schema is wrong (a bug or a missing
+# migration). Every other failure (network, timeouts, memory, disk, read-only replicas, too many parts, an
+# unreachable server) is worth waiting out.
+PERMANENT_ERROR_CODES = frozenset({
+    1, 6, 16, 27, 36, 43, 44, 46, 47, 48, 53, 60, 62, 69, 70, 81, 115, 117, 352, 407, 456, 457,
+})
+_ERROR_CODE = re.compile(r"\bcode: (\d+)", re.IGNORECASE)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying the same call may succeed later."""
+    if isinstance(error, (OperationalError, OSError)):
+        return True
+    if isinstance(error, DatabaseError):
+        code = _ERROR_CODE.search(str(error))
+        return code is None or int(code.group(1)) not in PERMANENT_ERROR_CODES
+    return False
 
 
 class EmbeddedStoreBusy(RuntimeError):
@@ -75,8 +96,8 @@ class ClickHouse:
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
 
     @classmethod
-    def open(cls, url: str) -> "ClickHouse":
-        return cls(connect(url))
+    def open(cls, url: str, create_database: bool = False) -> "ClickHouse":
+        return cls(connect(url, create_database))
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -35,6 +35,8 @@ class KafkaSettings:
     partitions: int = 4
     replication_factor: int = 1
     group_id: str = "meterline"
+    # How long a silent worker keeps its partitions; also how long a killed worker's partitions wait.
+    session_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             partitions=e.int("METERLINE_TOPIC_PARTITIONS", KafkaSettings.partitions, minimum=1),
             replication_factor=e.int("METERLINE_TOPIC_REPLICATION", 1, minimum=1),
             group_id=e.str("METERLINE_GROUP_ID", KafkaSettings.group_id),
+            session_timeout_s=e.duration("METERLINE_KAFKA_SESSION_TIMEOUT", KafkaSettings.session_timeout_s),
         ),
         contract=ContractSettings(
             max_batch_events=e.int("METERLINE_MAX_BATCH_EVENTS", 1000, minimum=1),

@@ -220,7 +220,8 @@ def _normalise(event: UsageEvent, key: str | None) -> tuple[str, str] | None:
             event.api_key_id = hash_api_key(secret)
     if event.api_key_id is None:
         return "missing_api_key", "one of `api_key_id` or `api_key` is required"
-    if key is not None and key != event.api_key_id and not (secret is not None and key == secret):
+    # With a raw secret the id is derived here, so the producer's key cannot be compared with it.
+    if key is not None and secret is None and key != event.api_key_id:
         return "key_mismatch", "the event's api_key_id differs from the message key"
     if event.cache_read_tokens + event.cache_write_tokens > event.input_tokens:
         return "inconsistent_tokens", "cache_read_tokens + cache_write_tokens exceed input_tokens (which include them)"

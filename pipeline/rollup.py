@@ -168,10 +168,10 @@ class RollupBuilder:
             events, rejections = self._decoder.decode(message.value, message.key)
             for rejection in rejections:
                 dead_letters.append(DeadLetter(message.offset, rejection))
-            for event in events:
+            for position, event in enumerate(events):
                 ts = event.timestamp
                 if ts < oldest or ts > newest:
-                    rejection = _out_of_bounds(event, bounds, _raw_event(message.value, event.request_id))
+                    rejection = _out_of_bounds(event, bounds, *_locate(message.value, position, rejections))
                     dead_letters.append(DeadLetter(message.offset, rejection))
                 elif event.request_id in candidates:
                     duplicates += 1
@@ -194,27 +194,26 @@ def _maybe_seen(candidates: dict[str, UsageEvent], seen: SeenRequests, bounds: T
 
 
 _RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
-_REQUEST_ID = msgspec.json.Decoder(dict)
 
 
-def _raw_event(value: bytes, request_id: str) -> bytes:
-    """The original bytes of one event of a message (rare path: only for events outside the time bounds)."""
+def _locate(value: bytes, position: int, rejections: list[Rejection]) -> tuple[bytes, int | None]:
+    """Original bytes and batch index of the ``position``-th valid event of a message (rare path: only for
+    events outside the time bounds)."""
     if value.lstrip()[:1] != b"[":
-        return redact(value)
-    for item in _RAW_ITEMS.decode(value):
-        raw = bytes(item)
-        if _REQUEST_ID.decode(raw).get("request_id") == request_id:
-            return redact(raw)
-    return redact(value)
+        return redact(value), None
+    rejected = {r.index for r in rejections}
+    items = _RAW_ITEMS.decode(value)
+    index = [i for i in range(len(items)) if i not in rejected][position]
+    return redact(bytes(items[index])), index
 
 
-def _out_of_bounds(event: UsageEvent, bounds: TimeBounds, raw: bytes) -> Rejection:
+def _out_of_bounds(event: UsageEvent, bounds: TimeBounds, raw: bytes, index: int | None) -> Rejection:
     if event.timestamp > bounds.newest_ms:
         detail = (f"timestamp is {(event.timestamp - bounds.now_ms) / 1000:.0f} s in the future; "
                   f"at most {bounds.max_future_skew_ms / 1000:.0f} s of clock skew is accepted")
-        return Rejection("future_timestamp", detail, raw)
+        return Rejection("future_timestamp", detail, raw, index)
     detail = (f"timestamp is {(bounds.now_ms - event.timestamp) / 3_600_000:.1f} h old; events older than "
               f"{bounds.max_lateness_ms / 3_600_000:.0f} h are not added to their hour any more")
     if event.timestamp < 10**11:
         detail += " (it looks like epoch seconds: the contract wants epoch milliseconds)"
-    return Rejection("too_late", detail, raw)
+    return Rejection("too_late", detail, raw, index)

@@ -1,0 +1,117 @@
+"""Building and running the Faust worker from :class:`~pipeline.config.Settings`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import faust
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from agents.buffers import PartitionBuffers
+from agents.metering import MeteringAgent
+from agents.web import WebServer, base_app
+from pipeline.brokers import create_topics
+from pipeline.clickhouse import ClickHouse
+from pipeline.config import Settings
+from pipeline.contract import ContractDecoder
+from pipeline.failpoints import Failpoints
+from pipeline.meter import Backoff, Meter
+from pipeline.metrics import PipelineMetrics
+from pipeline.migrations import Migrator
+from pipeline.pricing import PriceBook
+from pipeline.rollup import RollupBuilder
+from pipeline.sink import RollupWriter
+
+log = logging.getLogger(__name__)
+
+# Flush early when this much is buffered; stop reading (backpressure) at twice as much.
+FLUSH_AT_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Worker:
+    app: faust.App
+    agent: MeteringAgent
+    clickhouse: ClickHouse
+    metrics: PipelineMetrics
+
+
+def create_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.kafka.group_id,
+        broker=[f"kafka://{address.strip()}" for address in settings.kafka.brokers.split(",")],
+        datadir=str(settings.data_dir / "faust"),
+        autodiscover=False,
+        web_enabled=True,  # serves only the WebServer registered below, not Faust's legacy web stack
+        store="memory://",
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        # Revocation must not wait for buffered messages: they are re-read after the rebalance anyway.
+        stream_wait_empty=False,
+        producer_acks=-1,
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_s / 3),
+        broker_rebalance_timeout=max(settings.kafka.session_timeout_s, 10.0),
+    )
+
+
+def build_worker(settings: Settings, clickhouse: ClickHouse) -> Worker:
+    app = create_app(settings)
+    metrics = PipelineMetrics(CollectorRegistry())
+    failpoints = Failpoints(settings.failpoints)
+    writer = RollupWriter(clickhouse.client, settings.kafka.usage_topic, settings.rollup.max_lateness_s, failpoints)
+    usage_topic = app.topic(settings.kafka.usage_topic, key_type=bytes, value_type=bytes,
+                            key_serializer="raw", value_serializer="raw", partitions=settings.kafka.partitions)
+    buffers = PartitionBuffers(FLUSH_AT_BYTES, 2 * FLUSH_AT_BYTES)
+    agent: MeteringAgent | None = None
+
+    async def send_dead_letters(partition, letters):
+        await agent.send_dead_letters(partition, letters)
+
+    meter = Meter(
+        clickhouse, writer, RollupBuilder(ContractDecoder(settings.contract.max_batch_events)),
+        PriceBook.from_file(settings.rollup.price_overrides), settings.rollup, send_dead_letters, metrics,
+        failpoints, Backoff(settings.clickhouse.retry_initial_s, settings.clickhouse.retry_max_s),
+    )
+    agent = MeteringAgent(app, usage_topic, settings.kafka.dlq_topic, meter, buffers, metrics,
+                          settings.rollup.flush_interval_s)
+    agent.install()
+    web = base_app(metrics, lambda: agent.positioned)
+    web.router.add_get("/progress", _progress_handler(agent, meter))
+    app.web_server(WebServer(web, settings.web.host, settings.web.port))
+    return Worker(app, agent, clickhouse, metrics)
+
+
+def _progress_handler(agent: MeteringAgent, meter: Meter):
+    async def handler(request: web.Request) -> web.Response:
+        """Last offset committed to ClickHouse per assigned partition: how far the worker has counted."""
+        return web.json_response({"positioned": agent.positioned,
+                                  "partitions": {str(p): o for p, o in sorted(meter.committed().items())}})
+
+    return handler
+
+
+def prepare(settings: Settings, clickhouse: ClickHouse) -> None:
+    """Schema and topics, before the worker joins its group. Both steps are idempotent."""
+    ran = Migrator(clickhouse.client).apply()
+    if ran:
+        log.info("applied migrations: %s", ", ".join(f"{m.id}_{m.name}" for m in ran))
+    k = settings.kafka
+    asyncio.run(create_topics(k.brokers, {k.usage_topic: k.partitions, k.dlq_topic: k.partitions},
+                              replication=k.replication_factor))
+
+
+def run_worker(settings: Settings) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    clickhouse = ClickHouse.open(settings.clickhouse.url, create_database=True)
+    try:
+        prepare(settings, clickhouse)
+        worker = build_worker(settings, clickhouse)
+        faust.Worker(worker.app, loglevel="INFO", redirect_stdouts=False).execute_from_commandline()
+    finally:
+        clickhouse.close()
+    return 0

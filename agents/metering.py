@@ -1,0 +1,157 @@
+"""The metering agent: Faust delivers messages, the Meter counts them, ClickHouse decides where to resume.
+
+Faust's own offset commits are not trusted for exactness (see docs/exactly-once.md): after every
+rebalance each assigned partition is committed back to its ClickHouse progress + 1 *before* Faust seeks
+to committed offsets, so consumption always resumes right after the last offset whose effect is stored.
+Messages are acked to Faust as soon as they are buffered; that is safe because of the repositioning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import faust
+from faust.types import TP
+
+from agents.buffers import PartitionBuffers
+from pipeline.meter import Meter
+from pipeline.metrics import PipelineMetrics
+from pipeline.rollup import DeadLetter
+from pipeline.sink import NO_PROGRESS, FencedError
+
+log = logging.getLogger(__name__)
+
+_DETAIL_LIMIT = 1000
+
+
+class MeteringAgent:
+    def __init__(self, app: faust.App, usage_topic: faust.TopicT, dlq_topic: str, meter: Meter,
+                 buffers: PartitionBuffers, metrics: PipelineMetrics, flush_interval_s: float) -> None:
+        self._app = app
+        self._topic = usage_topic
+        self._topic_name = usage_topic.get_topic_name()
+        self._dlq_topic = dlq_topic
+        self._meter = meter
+        self._buffers = buffers
+        self._metrics = metrics
+        self._flush_interval_s = flush_interval_s
+        # Held by a flush and by re-positioning: a rebalance never reads progress mid-flush.
+        self._flush_lock = asyncio.Lock()
+        self.positioned = False  # True once the first rebalance has placed every partition
+
+    def install(self) -> None:
+        self._app.agent(self._topic, name="meter")(self._consume)
+        self._app.task(self._flush_forever)
+        self._app.timer(60.0)(self._expire_seen)
+        self._app.on_partitions_revoked.connect(self._on_partitions_revoked)
+        self._app.on_rebalance_complete.connect(self._on_rebalance_complete)
+
+    async def _consume(self, stream: faust.StreamT) -> None:
+        buffers = self._buffers
+        async for event in stream.events():
+            message = event.message
+            buffers.add(message.partition, message.offset, message.key, message.value)
+            if buffers.full:
+                await buffers.wait_for_room()
+
+    async def _flush_forever(self) -> None:
+        while not self._app.should_stop:
+            try:
+                await asyncio.wait_for(self._buffers.flush_wanted.wait(), timeout=self._flush_interval_s)
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await self.flush()
+            except Exception as error:  # a permanent error: stop, never count around it
+                log.exception("flush failed permanently; stopping the worker")
+                await self._app.crash(error)
+                return
+
+    async def flush(self) -> None:
+        async with self._flush_lock:
+            for partition, messages in self._buffers.take().items():
+                try:
+                    await self._meter.flush(partition, messages)
+                except FencedError as fence:
+                    await self._resume_after_fence(partition, fence, messages[-1].offset)
+            await self._update_lag()
+
+    async def _resume_after_fence(self, partition: int, fence: FencedError, last_buffered: int) -> None:
+        """Another worker counted this partition up to ``fence.found``; continue right after it."""
+        log.warning("partition %s was advanced by another worker to %s; resuming after it", partition, fence.found)
+        if fence.found >= last_buffered:
+            return  # what follows in the buffer continues the log; the next flush skips what is counted
+        self._buffers.rewind(partition)
+        try:
+            await self._app.consumer.seek(TP(self._topic_name, partition), fence.found + 1)
+        except Exception as error:  # the partition is no longer ours: the coming rebalance re-positions it
+            log.info("seek of partition %s after a fence failed (%s)", partition, error)
+
+    async def send_dead_letters(self, partition: int, letters: Sequence[DeadLetter]) -> None:
+        producer = self._app.producer
+        pending = []
+        for letter in letters:
+            rejection = letter.rejection
+            headers = [
+                ("meterline.reason", rejection.reason.encode()),
+                ("meterline.detail", rejection.detail[:_DETAIL_LIMIT].encode()),
+                ("meterline.source.topic", self._topic_name.encode()),
+                ("meterline.source.partition", str(partition).encode()),
+                ("meterline.source.offset", str(letter.offset).encode()),
+            ]
+            if rejection.index is not None:
+                headers.append(("meterline.source.index", str(rejection.index).encode()))
+            pending.append(await producer.send(self._dlq_topic, None, rejection.raw, None, None, headers))
+        await asyncio.gather(*pending)
+
+    async def _on_partitions_revoked(self, sender, revoked, **kwargs) -> None:
+        # Eager rebalancing revokes everything; whatever stays assigned is re-positioned afterwards.
+        self._buffers.reset()
+
+    async def _on_rebalance_complete(self, sender, **kwargs) -> None:
+        async with self._flush_lock:
+            self._buffers.reset()
+            self._meter.forget()
+            assigned = sorted(tp for tp in self._app.consumer.assignment() if tp.topic == self._topic_name)
+            if not assigned:
+                self.positioned = True
+                return
+            resume_at = await self._resume_offsets(assigned)
+            # Faust has no public "commit these offsets"; its _commit sends exactly the mapping given, and
+            # its recovery seeks to committed offsets right after this signal returns.
+            await self._app.consumer._commit(resume_at)
+            log.info("positioned partitions at their ClickHouse progress: %s",
+                     {tp.partition: offset for tp, offset in resume_at.items()})
+        self.positioned = True
+
+    async def _resume_offsets(self, assigned: list[TP]) -> dict[TP, int]:
+        earliest = await self._app.consumer.earliest_offsets(*assigned)
+        resume_at = {}
+        for tp in assigned:
+            progress = await self._meter.progress(tp.partition)
+            first_kept = earliest.get(tp) or 0
+            if progress == NO_PROGRESS:
+                resume_at[tp] = first_kept
+            else:
+                if progress + 1 < first_kept:
+                    self._metrics.offset_gaps.inc()
+                    log.error("partition %s: offsets %s..%s were deleted by retention before being counted",
+                              tp.partition, progress + 1, first_kept - 1)
+                resume_at[tp] = max(progress + 1, first_kept)
+        return resume_at
+
+    async def _update_lag(self) -> None:
+        consumer = self._app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != self._topic_name:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                progress = await self._meter.progress(tp.partition)
+                self._metrics.consumer_lag.labels(str(tp.partition)).set(max(highwater - progress - 1, 0))
+
+    async def _expire_seen(self) -> None:
+        async with self._flush_lock:
+            self._meter.expire_seen()

@@ -1,0 +1,188 @@
+"""Exact numbers under real failures: a real Apache Kafka broker, real worker processes, real ClickHouse.
+
+Every test compares usage_hourly with a ledger built independently from what was produced (see
+tests/support/workload.py): equality, not closeness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from pipeline.contract import hash_api_key
+from support.processes import ChdbHttpProcess, WorkerProcess, read_clickhouse, wait_until_counted
+from support.workload import USAGE_SQL, Ledger, canonical, generate, ledger_of, produce, secret_of, \
+    usage_from_rows
+
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
+
+# Short sessions so a killed worker's partitions move on quickly (the broker's minimum is 6 s).
+FAST_GROUP = {"METERLINE_KAFKA_SESSION_TIMEOUT": "6s"}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def assert_matches_ledger(url: str, ledger: Ledger) -> None:
+    assert usage_from_rows(read_clickhouse(url, USAGE_SQL)) == canonical(ledger.usage)
+    outcomes = Counter({(outcome, reason): int(n) for outcome, reason, n in read_clickhouse(
+        url, "SELECT outcome, reason, sum(events) FROM ingest_outcomes GROUP BY outcome, reason")})
+    assert outcomes == +ledger.outcomes
+
+
+async def dead_letters(bootstrap: str, topic: str) -> list:
+    """Every record of the dead-letter topic as (partition, offset, index, reason, payload)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [description] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    tps = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records = []
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    out = []
+    for record in records:
+        headers = {k: v.decode() for k, v in record.headers}
+        index = headers.get("meterline.source.index")
+        out.append((int(headers["meterline.source.partition"]), int(headers["meterline.source.offset"]),
+                    None if index is None else int(index), headers["meterline.reason"], record.value))
+    return out
+
+
+async def test_end_to_end_usage_outcomes_and_dead_letters_equal_the_ledger(kafka_bootstrap, new_topic, tmp_path):
+    topic = await new_topic(partitions=4)
+    placed = await produce(kafka_bootstrap, topic, generate(6000, now_ms(), seed=1))
+    ledger = ledger_of(placed)
+    assert ledger.outcomes[("duplicate", "")] > 100 and len(ledger.dead_letters) > 100  # the workload is rich
+    url = f"chdb://{tmp_path / 'clickhouse'}"
+    worker = WorkerProcess(tmp_path / "w", kafka_bootstrap, topic, url, group=f"g-{topic}").start()
+    try:
+        wait_until_counted([worker], ledger.last_offsets, timeout=120)
+        assert worker.metric("meterline_events_consumed_total") == sum(ledger.outcomes.values())
+    finally:
+        worker.stop()
+    assert_matches_ledger(url, ledger)
+    stored_keys = {row[0] for row in read_clickhouse(url, "SELECT DISTINCT api_key_id FROM usage_hourly")}
+    assert hash_api_key(secret_of("key-01")) in stored_keys and not any("sk-live" in k for k in stored_keys)
+    letters = await dead_letters(kafka_bootstrap, f"{topic}.dlq")
+    assert Counter(l[:4] for l in letters) == Counter(ledger.dead_letters)  # each exactly once
+    payloads = b"".join(l[4] for l in letters)
+    assert b"sk-live-" not in payloads  # secrets are hashed before anything is dead-lettered
+    by_position = {(p.partition, p.offset): p.message for p in placed}
+    for partition, offset, index, reason, payload in letters:
+        if index is None:  # a whole message: its original bytes, unchanged
+            assert payload == by_position[(partition, offset)].value, reason
+
+
+async def test_sigkill_at_any_moment_keeps_totals_exact(kafka_bootstrap, new_topic, tmp_path):
+    """At least ten SIGKILLs of the worker, from outside at random moments and from failpoints placed
+    between every pair of steps of a flush (incl. after the ClickHouse commit, before Kafka's)."""
+    topic = await new_topic(partitions=4)
+    url = f"chdb://{tmp_path / 'clickhouse'}"
+    rng = random.Random(11)
+    messages = generate(16000, now_ms(), seed=2)
+    chunks = [messages[i::4] for i in range(4)]
+    placed = []
+    kills = failpoint_deaths = 0
+    failpoints = ("after_dead_letters=0.1,after_dedup_keys=0.1,before_rollup_insert=0.05,"
+                  "after_rollup_insert=0.15,after_ack=0.02")
+    for chunk in chunks:
+        placed += await produce(kafka_bootstrap, topic, chunk)
+        for _ in range(3):
+            # Long flush intervals leave Faust's own offset commits ahead of what ClickHouse holds:
+            # exactly the state a restart must not trust.
+            worker = WorkerProcess(tmp_path / "w", kafka_bootstrap, topic, url, group=f"g-{topic}",
+                                   failpoints=failpoints, flush_interval=rng.choice(["0.1s", "2.5s"]),
+                                   extra_env=FAST_GROUP).start()
+            await asyncio.sleep(rng.uniform(3.0, 9.0))
+            if worker.alive:
+                worker.kill()
+            else:
+                failpoint_deaths += 1
+            kills += 1
+    assert kills >= 10 and failpoint_deaths >= 1
+    ledger = ledger_of(placed)
+    final = WorkerProcess(tmp_path / "w", kafka_bootstrap, topic, url, group=f"g-{topic}",
+                          extra_env=FAST_GROUP).start()
+    try:
+        wait_until_counted([final], ledger.last_offsets, timeout=180)
+    finally:
+        final.stop()
+    assert_matches_ledger(url, ledger)
+    # The dead-letter topic is at-least-once across crashes; every expected record is there.
+    assert {l[:4] for l in await dead_letters(kafka_bootstrap, f"{topic}.dlq")} == ledger.dead_letters
+
+
+async def test_two_workers_with_a_rebalance_in_the_middle(kafka_bootstrap, new_topic, tmp_path):
+    """Worker B joins mid-stream, then worker A is killed: both share one ClickHouse over HTTP."""
+    topic = await new_topic(partitions=6)
+    server = ChdbHttpProcess(tmp_path / "shared-clickhouse").start()
+    url = f"{server.url}/meterline"
+    messages = generate(15000, now_ms(), seed=3, keys=30)
+    thirds = [messages[i::3] for i in range(3)]
+    env = dict(FAST_GROUP, METERLINE_TOPIC_PARTITIONS="6")
+    a = WorkerProcess(tmp_path / "a", kafka_bootstrap, topic, url, group=f"g-{topic}", extra_env=env).start()
+    b = WorkerProcess(tmp_path / "b", kafka_bootstrap, topic, url, group=f"g-{topic}", extra_env=env)
+    try:
+        placed = await produce(kafka_bootstrap, topic, thirds[0])
+        await asyncio.sleep(4)
+        b.start()
+        placed += await produce(kafka_bootstrap, topic, thirds[1])
+        await asyncio.sleep(6)
+        a.kill()
+        placed += await produce(kafka_bootstrap, topic, thirds[2])
+        ledger = ledger_of(placed)
+        wait_until_counted([b], ledger.last_offsets, timeout=180)
+        assert len(b.status()["partitions"]) == 6  # B ended up owning everything
+        assert_matches_ledger(url, ledger)
+    finally:
+        a.kill()
+        b.stop()
+        server.kill()
+
+
+async def test_clickhouse_outage_is_waited_out_without_loss(kafka_bootstrap, new_topic, tmp_path):
+    """ClickHouse goes away mid-stream: the worker retries with backoff, commits nothing past unwritten
+    data, and catches up exactly once ClickHouse is back."""
+    topic = await new_topic(partitions=4)
+    folder = tmp_path / "clickhouse"
+    server = ChdbHttpProcess(folder).start()
+    url = f"{server.url}/meterline"
+    messages = generate(8000, now_ms(), seed=4)
+    worker = WorkerProcess(tmp_path / "w", kafka_bootstrap, topic, url, group=f"g-{topic}",
+                           extra_env={"METERLINE_KAFKA_SESSION_TIMEOUT": "6s"}).start()
+    try:
+        half = len(messages) // 2
+        placed = await produce(kafka_bootstrap, topic, messages[:half])
+        wait_until_counted([worker], ledger_of(placed).last_offsets, timeout=120)
+        server.kill()
+        placed += await produce(kafka_bootstrap, topic, messages[half:])
+        await asyncio.sleep(8)
+        errors = worker.metric("meterline_clickhouse_errors_total")
+        assert errors >= 2 and worker.alive, worker.log_tail(30)
+        server = ChdbHttpProcess(folder, port=server.port).start()
+        ledger = ledger_of(placed)
+        wait_until_counted([worker], ledger.last_offsets, timeout=120)
+        assert_matches_ledger(url, ledger)
+    finally:
+        worker.stop()
+        server.kill()

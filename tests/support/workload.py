@@ -1,0 +1,216 @@
+"""Synthetic gateway traffic with a ground-truth ledger computed independently of meterline's code.
+
+The ledger prices every event with genai-prices' own ``calc_price`` at the event's timestamp, applies
+"first occurrence in the partition's log wins" for duplicate request ids, and knows which messages must be
+dead-lettered and why. It is built from where each message really landed (partition, offset), so it
+follows Kafka's order, not the generator's.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from aiokafka import AIOKafkaProducer
+from genai_prices import Usage, calc_price
+
+HOUR_MS = 3_600_000
+MODELS = [("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("claude-sonnet-4-5", "anthropic"),
+          ("gemini-2.5-pro", "google"), ("acme-private-llm", "acme")]  # the last has no public price
+
+
+@dataclass
+class Message:
+    key: str
+    value: bytes
+    events: list[dict | None]  # one per event of the message; None where the event is malformed
+    single: bool
+    whole_message_reason: str | None = None  # set when the message as a whole is rejected
+    event_reasons: list[str | None] = field(default_factory=list)  # per event, when the message is a batch
+
+
+@dataclass
+class Placed:
+    message: Message
+    partition: int
+    offset: int
+
+
+def event_for(rng: random.Random, key: str, index: int, now_ms: int, age_ms: int, tag: str) -> dict:
+    model, provider = rng.choice(MODELS)
+    input_tokens = rng.choice([rng.randint(0, 4000), rng.randint(150_000, 250_000)])
+    output_tokens = rng.randint(0, 3000)
+    cache_read = rng.randint(0, input_tokens // 2)
+    return {
+        "request_id": f"{tag}-{key}-{index}", "api_key_id": key, "model": model, "provider": provider,
+        "timestamp": now_ms - age_ms, "input_tokens": input_tokens, "output_tokens": output_tokens,
+        "cache_read_tokens": cache_read, "cache_write_tokens": rng.randint(0, (input_tokens - cache_read) // 4),
+        "reasoning_tokens": rng.randint(0, output_tokens // 2), "status": rng.choice(["ok"] * 9 + ["error"]),
+        "org_id": f"org-{key[-1]}",
+    }
+
+
+def generate(n_events: int, now_ms: int, seed: int = 1, keys: int = 12, tag: str = "w") -> list[Message]:
+    """About ``n_events`` events in single and batch messages, with every case the pipeline must handle."""
+    rng = random.Random(seed)
+    messages: list[Message] = []
+    produced: dict[str, list[dict]] = defaultdict(list)
+    index = 0
+    while index < n_events:
+        key = f"key-{rng.randrange(keys):02d}"
+        kind = rng.random()
+        if kind < 0.02:
+            messages.append(_malformed(rng, key))
+            continue
+        size = 1 if kind < 0.5 else rng.randint(2, 40)
+        events, reasons = [], []
+        for _ in range(size):
+            event, reason = _one_event(rng, key, index, now_ms, produced[key], tag)
+            events.append(event)
+            reasons.append(reason)
+            index += 1
+        if size == 1:
+            messages.append(Message(key, json.dumps(events[0]).encode(), events, True, None, reasons))
+        else:
+            messages.append(Message(key, json.dumps(events).encode(), events, False, None, reasons))
+    return messages
+
+
+def _one_event(rng, key, index, now_ms, history, tag) -> tuple[dict, str | None]:
+    roll = rng.random()
+    if roll < 0.05 and history:  # a gateway retry: same request, same payload
+        return dict(rng.choice(history)), None
+    if roll < 0.07 and history:  # same request id, different payload: the first one counts
+        changed = dict(rng.choice(history), input_tokens=rng.randint(1, 99), cache_read_tokens=0,
+                       cache_write_tokens=0)
+        return changed, None
+    if roll < 0.08:
+        return event_for(rng, key, index, now_ms, 8 * 24 * HOUR_MS, tag), "too_late"
+    if roll < 0.09:
+        return event_for(rng, key, index, now_ms, -2 * HOUR_MS, tag), "future_timestamp"
+    if roll < 0.11:
+        event, reason = dict(event_for(rng, key, index, now_ms, 0, tag), input_tokens=-1), "invalid_field"
+        return event, reason
+    if roll < 0.14:  # late but within the bound: goes into its own, long-closed hour
+        age = rng.randint(2 * 24 * HOUR_MS, 5 * 24 * HOUR_MS)
+    else:
+        age = rng.randint(0, 30 * HOUR_MS)
+    event = event_for(rng, key, index, now_ms, age, tag)
+    if rng.random() < 0.03:  # a gateway that sends the raw secret; the secret of this key is fixed
+        event.pop("api_key_id")
+        event["api_key"] = secret_of(key)
+    history.append(event)
+    return event, None
+
+
+def secret_of(key: str) -> str:
+    return f"sk-live-{key}-SECRET"
+
+
+def _malformed(rng: random.Random, key: str) -> Message:
+    choice = rng.randrange(3)
+    if choice == 0:
+        return Message(key, b'{"request_id": "x", "api_key_id": "' + key.encode() + b'", "model"', [None], True,
+                       "invalid_json")
+    if choice == 1:
+        return Message(key, json.dumps({"api_key_id": key, "model": "gpt-4o"}).encode(), [None], True,
+                       "missing_field")
+    return Message(key, b"[]", [], False, "empty_batch")
+
+
+async def produce(bootstrap: str, topic: str, messages: list[Message]) -> list[Placed]:
+    """Sends every message keyed by its api key (idempotent, acks=all), returning where each landed."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, m.value, key=m.key.encode()) for m in messages]
+        placed = []
+        for message, future in zip(messages, futures):
+            meta = await future
+            placed.append(Placed(message, meta.partition, meta.offset))
+        return placed
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Ledger:
+    usage: dict = field(default_factory=dict)  # (api_key_id, model, hour datetime) -> {column: value}
+    outcomes: Counter = field(default_factory=Counter)  # (outcome, reason) -> events
+    dead_letters: set = field(default_factory=set)  # (partition, offset, index or None, reason)
+    last_offsets: dict = field(default_factory=dict)  # partition -> last offset produced
+
+
+def ledger_of(placed: list[Placed]) -> Ledger:
+    from pipeline.contract import hash_api_key
+
+    ledger = Ledger()
+    usage: dict = defaultdict(lambda: defaultdict(Decimal))
+    seen: dict[int, set[str]] = defaultdict(set)
+    for p in sorted(placed, key=lambda p: (p.partition, p.offset)):
+        ledger.last_offsets[p.partition] = max(p.offset, ledger.last_offsets.get(p.partition, -1))
+        m = p.message
+        if m.whole_message_reason:
+            ledger.dead_letters.add((p.partition, p.offset, None, m.whole_message_reason))
+            ledger.outcomes[("rejected", m.whole_message_reason)] += 1
+            continue
+        for index, (event, reason) in enumerate(zip(m.events, m.event_reasons)):
+            position = None if m.single else index
+            if reason:
+                ledger.dead_letters.add((p.partition, p.offset, position, reason))
+                ledger.outcomes[("rejected", reason)] += 1
+            elif event["request_id"] in seen[p.partition]:
+                ledger.outcomes[("duplicate", "")] += 1
+            else:
+                seen[p.partition].add(event["request_id"])
+                ledger.outcomes[("counted", "")] += 1
+                key = event.get("api_key_id") or hash_api_key(event["api_key"])
+                _add(usage[(key, event["model"], _hour(event["timestamp"]))], event)
+    ledger.usage = {k: dict(v) for k, v in usage.items()}
+    return ledger
+
+
+def _hour(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms // HOUR_MS * 3600, UTC).replace(tzinfo=None)
+
+
+def _add(row: dict, event: dict) -> None:
+    row["requests"] += 1
+    row["error_requests"] += event["status"] == "error"
+    for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+        row[name] += event[name]
+    try:
+        price = calc_price(
+            Usage(input_tokens=event["input_tokens"], output_tokens=event["output_tokens"],
+                  cache_read_tokens=event["cache_read_tokens"], cache_write_tokens=event["cache_write_tokens"],
+                  output_reasoning_tokens=event["reasoning_tokens"]),
+            event["model"], provider_id=event["provider"],
+            genai_request_timestamp=datetime.fromtimestamp(event["timestamp"] / 1000, UTC))
+        row["total_cost"] += price.total_price
+    except LookupError:
+        row["unpriced_requests"] += 1
+
+
+COLUMNS = ("requests", "error_requests", "unpriced_requests", "input_tokens", "output_tokens",
+           "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "total_cost")
+USAGE_SQL = (
+    "SELECT api_key_id, model, toString(hour), sum(requests), sum(error_requests), sum(unpriced_requests), "
+    "sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), "
+    "sum(reasoning_tokens), toString(sum(total_cost)) FROM usage_hourly GROUP BY api_key_id, model, hour"
+)
+
+
+def usage_from_rows(rows: list) -> dict:
+    """usage_hourly rows of USAGE_SQL (as JSON values) -> {(key, model, hour): (counters..., cost)}."""
+    return {(key, model, datetime.fromisoformat(hour)): (*map(int, counts), Decimal(cost))
+            for key, model, hour, *counts, cost in rows}
+
+
+def canonical(usage: dict) -> dict:
+    """Ledger rows in the shape of usage_from_rows."""
+    return {key: (*(int(row.get(name, 0)) for name in COLUMNS[:-1]), Decimal(row.get("total_cost", 0)))
+            for key, row in usage.items()}
