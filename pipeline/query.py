@@ -1,0 +1,391 @@
+"""The API-key usage view: summary, per-model breakdown, time series and peak hours, read from ``usage_hourly``.
+
+Every number is summed by ClickHouse (rows are deltas: always ``sum() ... GROUP BY``); Python only derives
+ratios from those sums and formats. All SQL lives in this module; user input reaches it only as bound
+parameters (``{name:Type}``), and the few fragments spliced in (scope column, bucket expression) come from
+fixed tables below.
+
+Storage is per UTC hour. A stored hour counts in a range when its *start* lies in [from, to), and in the
+local day/week/month its start falls in. In zones with a non-whole-hour offset (Asia/Kolkata, Asia/Kathmandu,
+Australia/Adelaide) that shifts day boundaries by the fractional part (a Kolkata "day" holds the hours starting
+00:30 .. 23:30 local), and hourly buckets are UTC hours labelled in local time (00:30+05:30).
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
+from string import Template
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from clickhouse_connect.driver.client import Client
+
+
+SCOPES = {"key": "api_key_id", "org": "org_id", "project": "project_id"}  # scope -> usage_hourly column
+GRANULARITIES = ("hour", "day", "week", "month")
+# Automatic bucket size by the range's local wall-clock length (a 2-day Berlin range over DST is 49 h).
+AUTO_GRANULARITY = ((timedelta(days=2), "hour"), (timedelta(days=92), "day"), (timedelta(days=366), "week"))
+# Hourly over a leap year (8784 buckets) fits; more would be an unreadable chart and a heavy response.
+MAX_BUCKETS = 10_000
+HOUR_S = 3600
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FIRST_INSTANT = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_LAST_INSTANT = datetime(2106, 1, 1, tzinfo=timezone.utc)  # ClickHouse DateTime is UInt32 seconds
+
+
+class QueryError(ValueError):
+    """A request that cannot be answered as asked; ``error`` is a short title, ``detail`` says what to change."""
+
+    def __init__(self, error: str, detail: str) -> None:
+        super().__init__(f"{error}: {detail}")
+        self.error, self.detail = error, detail
+
+
+@dataclass(frozen=True)
+class UsageRequest:
+    """One scope (key, org or project) over [start, end) in a zone, bucketed by ``granularity``.
+    Build it with :func:`parse_request`, which validates everything."""
+
+    scope: str
+    scope_id: str
+    start: datetime  # aware, in the requested zone; inclusive
+    end: datetime  # aware; exclusive
+    tz: str
+    granularity: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    @property
+    def first_hour_epoch(self) -> int:
+        return _ceil_hour(self.start)
+
+    @property
+    def end_hour_epoch(self) -> int:
+        return _ceil_hour(self.end)
+
+    def bucket_bounds(self) -> tuple[int | date, int | date]:
+        """Keys of the first and last bucket (hour: UTC epoch seconds; otherwise the local start date)."""
+        last_hour = self.end_hour_epoch - HOUR_S
+        return (bucket_key(self.first_hour_epoch, self.granularity, self.zone),
+                bucket_key(last_hour, self.granularity, self.zone))
+
+    def bucket_count(self) -> int:
+        first, last = self.bucket_bounds()
+        if self.granularity == "hour":
+            return (last - first) // HOUR_S + 1
+        if self.granularity == "month":
+            return (last.year - first.year) * 12 + last.month - first.month + 1
+        return (last - first).days // (7 if self.granularity == "week" else 1) + 1
+
+    def fill_bounds(self) -> tuple[int | date, int | date]:
+        """WITH FILL's FROM and (exclusive) TO."""
+        first, last = self.bucket_bounds()
+        return first, next_bucket(last, self.granularity)
+
+
+def parse_request(scope: str, scope_id: str, start_text: str, end_text: str, tz: str = "UTC",
+                  granularity: str | None = None, max_range_days: int | None = None) -> UsageRequest:
+    if scope not in SCOPES:
+        raise QueryError("unknown scope", f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    if not scope_id or len(scope_id) > 256:
+        raise QueryError(f"bad {scope} id", f"the {scope} id must be 1 to 256 characters")
+    zone = parse_zone(tz)
+    start = parse_instant(start_text, zone, "from").astimezone(zone)
+    end = parse_instant(end_text, zone, "to").astimezone(zone)
+    if start >= end:
+        raise QueryError("empty range", f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
+    span = _wall_clock(end, zone) - _wall_clock(start, zone)
+    if max_range_days is not None and span > timedelta(days=max_range_days):
+        raise QueryError("range too long", f"the range spans {span.days} days; at most {max_range_days} allowed")
+    if granularity in (None, "", "auto"):
+        granularity = next((name for limit, name in AUTO_GRANULARITY if span <= limit), "month")
+    elif granularity not in GRANULARITIES:
+        raise QueryError("unknown granularity", f"granularity must be one of {', '.join(GRANULARITIES)} "
+                                                f"(or auto), got {granularity!r}")
+    request = UsageRequest(scope, scope_id, start, end, tz, granularity)
+    if request.first_hour_epoch >= request.end_hour_epoch:
+        raise QueryError("range holds no hour", "usage is stored per UTC hour and no hour starts inside "
+                                                "[from, to); widen the range")
+    if (count := request.bucket_count()) > MAX_BUCKETS:
+        raise QueryError("too many buckets", f"{count} {granularity} buckets; at most {MAX_BUCKETS}: choose a "
+                                             "coarser granularity or a shorter range")
+    return request
+
+
+def parse_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise QueryError("unknown time zone", f"{name!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+
+
+def parse_instant(text: str, zone: ZoneInfo, name: str) -> datetime:
+    """``YYYY-MM-DD`` (midnight in ``zone``) or an RFC 3339 datetime with an offset, as an aware datetime."""
+    try:
+        if _DATE_ONLY.match(text):
+            value = datetime.combine(date.fromisoformat(text), time(), zone)
+        else:
+            value = datetime.fromisoformat(text.upper())
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise QueryError(f"bad '{name}'", f"{text!r} is neither a date (YYYY-MM-DD) nor an RFC 3339 datetime "
+                                          "with an offset (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00)")
+    if not _FIRST_INSTANT <= value < _LAST_INSTANT:
+        raise QueryError(f"bad '{name}'", f"{text!r} is outside 1970..2105")
+    return value
+
+
+def bucket_key(hour_epoch: int, granularity: str, zone: ZoneInfo) -> int | date:
+    """The bucket a stored hour (UTC epoch seconds of its start) falls in, as ClickHouse computes it."""
+    if granularity == "hour":
+        return hour_epoch
+    day = datetime.fromtimestamp(hour_epoch, zone).date()
+    if granularity == "week":
+        return day - timedelta(days=day.weekday())  # ISO weeks: Monday
+    return day.replace(day=1) if granularity == "month" else day
+
+
+def next_bucket(key: int | date, granularity: str) -> int | date:
+    if granularity == "hour":
+        return key + HOUR_S
+    if granularity == "month":
+        return date(key.year + key.month // 12, key.month % 12 + 1, 1)
+    return key + timedelta(days=7 if granularity == "week" else 1)
+
+
+def bucket_start(key: int | date, granularity: str, zone: ZoneInfo) -> datetime:
+    """A bucket's start as an aware local datetime: the UTC hour, or local midnight of the start date."""
+    if granularity == "hour":
+        return datetime.fromtimestamp(key, zone)
+    return datetime.combine(key, time(), zone)
+
+
+def _ceil_hour(instant: datetime) -> int:
+    """Epoch seconds of the first UTC hour starting at or after ``instant`` (integer maths: exact)."""
+    hours = -(-(instant - _FIRST_INSTANT) // timedelta(hours=1))
+    return hours * HOUR_S
+
+
+def _wall_clock(instant: datetime, zone: ZoneInfo) -> datetime:
+    return instant.astimezone(zone).replace(tzinfo=None)
+
+
+# Money sums keep all 24 decimals; derived ratios are rounded half-even to these places.
+AVERAGE_PLACES = Decimal("0.01")
+RATIO_PLACES = Decimal("0.0001")
+SHARE_PLACES = Decimal("0.000001")
+ORDERS = {"cost": "total_cost DESC, requests DESC", "requests": "requests DESC, total_cost DESC"}
+
+# Bucket key and WITH FILL step per granularity. Hourly buckets are UTC epoch seconds (no zone arithmetic);
+# longer ones are local calendar dates, so DST days (23 or 25 hours) fall out of ClickHouse's tz functions.
+BUCKETS = {
+    "hour": ("toUnixTimestamp(hour)", "UInt32", "3600"),
+    "day": ("toDate(hour, {tz:String})", "Date", "toIntervalDay(1)"),
+    "week": ("toMonday(hour, {tz:String})", "Date", "toIntervalWeek(1)"),
+    "month": ("toStartOfMonth(hour, {tz:String})", "Date", "toIntervalMonth(1)"),
+}
+
+_IN_RANGE = ("$scope = {scope_id:String} AND hour >= toDateTime({first_hour:UInt32}, 'UTC') "
+             "AND hour < toDateTime({end_hour:UInt32}, 'UTC')")
+_SUMS = ("sum(requests) AS requests, sum(error_requests), sum(unpriced_requests), sum(input_tokens) AS inp, "
+         "sum(output_tokens) AS outp, inp + outp, sum(cache_read_tokens), sum(cache_write_tokens), "
+         "sum(reasoning_tokens), sum(input_cost), sum(output_cost), sum(total_cost) AS total_cost")
+
+SUMMARY_SQL = f"SELECT {_SUMS} FROM usage_hourly WHERE {_IN_RANGE}"
+MODELS_SQL = f"""
+SELECT model, provider, {_SUMS}
+FROM usage_hourly WHERE {_IN_RANGE}
+GROUP BY model, provider
+ORDER BY $order, model, provider"""
+SERIES_SQL = f"""
+SELECT $bucket AS bucket, sum(requests), sum(error_requests), sum(input_tokens) AS inp, sum(output_tokens) AS outp,
+       inp + outp, sum(total_cost)
+FROM usage_hourly WHERE {_IN_RANGE}
+GROUP BY bucket
+ORDER BY bucket WITH FILL FROM {{fill_from:$fill_type}} TO {{fill_to:$fill_type}} STEP $step"""
+PEAK_HOURS_SQL = f"""
+SELECT toHour(hour, {{tz:String}}) AS hour_of_day, sum(requests), sum(input_tokens) + sum(output_tokens)
+FROM usage_hourly WHERE {_IN_RANGE}
+GROUP BY hour_of_day
+ORDER BY hour_of_day WITH FILL FROM 0 TO 24"""
+EXPORT_SQL = f"""
+SELECT $bucket AS bucket, api_key_id, model, provider, sum(requests), sum(error_requests), sum(unpriced_requests),
+       sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens),
+       sum(input_cost), sum(output_cost), sum(total_cost),
+       arrayStringConcat(arraySort(arrayFilter(v -> v != '', groupUniqArray(price_version))), ';')
+FROM usage_hourly WHERE {_IN_RANGE}
+GROUP BY bucket, api_key_id, model, provider
+ORDER BY bucket, api_key_id, model, provider"""
+EVER_USED_SQL = "SELECT count() FROM (SELECT 1 FROM usage_hourly WHERE $scope = {scope_id:String} LIMIT 1)"
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sums over a range. ``total_tokens`` = input + output. Derived ratios are None when their denominator
+    is zero: ``avg_tokens_per_request`` (total / requests, 2 places) and ``output_input_ratio`` (output /
+    input, 4 places), both rounded half-even."""
+
+    requests: int
+    error_requests: int
+    unpriced_requests: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    input_cost: Decimal
+    output_cost: Decimal
+    total_cost: Decimal
+    avg_tokens_per_request: Decimal | None
+    output_input_ratio: Decimal | None
+
+    @classmethod
+    def from_row(cls, row: tuple) -> "Totals":
+        requests, errors, unpriced, inp, outp, total, cache_read, cache_write, reasoning, ic, oc, tc = row
+        return cls(requests, errors, unpriced, inp, outp, total, cache_read, cache_write, reasoning, ic, oc, tc,
+                   _ratio(total, requests, AVERAGE_PLACES), _ratio(outp, inp, RATIO_PLACES))
+
+
+@dataclass(frozen=True)
+class Status:
+    """Whether the range has usage, and if not, whether the id was ever seen at all."""
+
+    has_usage: bool
+    state: str  # "usage" | "no_requests_in_period" | "unknown"
+    message: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    request: UsageRequest
+    status: Status
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """One model x provider. ``request_share`` = requests / all requests of the range, rounded half-even to
+    6 places (so shares may sum to 1 +- a few millionths); the exact fraction is requests / total_requests."""
+
+    model: str
+    provider: str
+    request_share: Decimal
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class ModelBreakdown:
+    request: UsageRequest
+    status: Status
+    order: str
+    total_requests: int
+    models: tuple[ModelUsage, ...]
+
+
+@dataclass(frozen=True)
+class SeriesBucket:
+    start: datetime  # local start of the bucket, with its UTC offset
+    requests: int
+    error_requests: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    total_cost: Decimal
+
+
+@dataclass(frozen=True)
+class Series:
+    request: UsageRequest
+    status: Status
+    buckets: tuple[SeriesBucket, ...]
+
+
+@dataclass(frozen=True)
+class HourOfDay:
+    hour: int  # 0..23 in the requested zone (the local hour in which the stored UTC hour starts)
+    requests: int
+    total_tokens: int
+
+
+@dataclass(frozen=True)
+class PeakHours:
+    request: UsageRequest
+    status: Status
+    hours: tuple[HourOfDay, ...]
+
+
+class UsageQueries:
+    """Answers for one key, org or project over a range. Synchronous: give it its own thread."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def summary(self, request: UsageRequest) -> Summary:
+        row = self._rows(SUMMARY_SQL, request)[0]
+        totals = Totals.from_row(row)
+        return Summary(request, self._status(request, totals.requests > 0), totals)
+
+    def models(self, request: UsageRequest, order: str = "cost") -> ModelBreakdown:
+        if order not in ORDERS:
+            raise QueryError("unknown order", f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+        rows = self._rows(MODELS_SQL, request, order=ORDERS[order])
+        all_requests = sum(row[2] for row in rows)  # a handful of per-model sums, not raw rows
+        models = tuple(ModelUsage(row[0], row[1], _ratio(row[2], all_requests, SHARE_PLACES) or Decimal(0),
+                                  Totals.from_row(row[2:])) for row in rows)
+        return ModelBreakdown(request, self._status(request, bool(rows)), order, all_requests, models)
+
+    def series(self, request: UsageRequest) -> Series:
+        fill_from, fill_to = request.fill_bounds()
+        rows = self._rows(SERIES_SQL, request, fill_from=fill_from, fill_to=fill_to)
+        buckets = tuple(SeriesBucket(bucket_start(row[0], request.granularity, request.zone), *row[1:])
+                        for row in rows)
+        return Series(request, self._status(request, any(b.requests for b in buckets)), buckets)
+
+    def peak_hours(self, request: UsageRequest) -> PeakHours:
+        hours = tuple(HourOfDay(*row) for row in self._rows(PEAK_HOURS_SQL, request))
+        return PeakHours(request, self._status(request, any(h.requests for h in hours)), hours)
+
+    def export_blocks(self, request: UsageRequest, block_rows: int = 2048) -> AbstractContextManager:
+        """A clickhouse-connect row-block stream of bucket x key x model x provider rows (see EXPORT_SQL),
+        ``block_rows`` rows at most per block, so a caller holds one block in memory at a time."""
+        sql, parameters = self._bind(EXPORT_SQL, request)
+        return self._client.query_row_block_stream(sql, parameters=parameters,
+                                                   settings={"max_block_size": block_rows})
+
+    def _status(self, request: UsageRequest, has_usage: bool) -> Status:
+        if has_usage:
+            return Status(True, "usage", "")
+        what = f"{request.scope} {request.scope_id!r}"
+        if self._rows(EVER_USED_SQL, request)[0][0]:
+            return Status(False, "no_requests_in_period",
+                          f"no requests in this period: {what} has no usage from {request.start.isoformat()} "
+                          f"to {request.end.isoformat()} ({request.tz})")
+        return Status(False, "unknown",
+                      f"unknown {request.scope}: {what} has no recorded usage at all (never used, or not an id "
+                      "meterline has seen)")
+
+    def _rows(self, template: str, request: UsageRequest, **extra) -> list[tuple]:
+        sql, parameters = self._bind(template, request, **extra)
+        return self._client.query(sql, parameters=parameters).result_rows
+
+    @staticmethod
+    def _bind(template: str, request: UsageRequest, order: str = "", **extra) -> tuple[str, dict]:
+        bucket, fill_type, step = BUCKETS[request.granularity]
+        sql = Template(template).substitute(scope=SCOPES[request.scope], bucket=bucket, fill_type=fill_type,
+                                            step=step, order=order)
+        parameters = {"scope_id": request.scope_id, "tz": request.tz, "first_hour": request.first_hour_epoch,
+                      "end_hour": request.end_hour_epoch, **extra}
+        return sql, parameters
+
+
+def _ratio(numerator: int, denominator: int, places: Decimal) -> Decimal | None:
+    if not denominator:
+        return None
+    return (Decimal(numerator) / Decimal(denominator)).quantize(places, rounding=ROUND_HALF_EVEN)

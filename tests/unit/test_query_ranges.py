@@ -1,0 +1,130 @@
+"""Range, bucket and time-zone rules of the usage view (pure logic: no ClickHouse)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from pipeline.query import (MAX_BUCKETS, QueryError, bucket_key, bucket_start, next_bucket, parse_instant,
+                            parse_request)
+
+BERLIN, KOLKATA, KATHMANDU = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata"), ZoneInfo("Asia/Kathmandu")
+
+
+def request(start: str, end: str, tz: str = "UTC", granularity: str | None = None, **kwargs):
+    return parse_request("key", "k", start, end, tz, granularity, **kwargs)
+
+
+def test_a_date_is_midnight_in_the_requested_zone():
+    assert parse_instant("2026-11-01", BERLIN, "from") == datetime(2026, 11, 1, tzinfo=BERLIN)
+    assert request("2026-11-01", "2026-11-02", "Europe/Berlin").start.isoformat() == "2026-11-01T00:00:00+01:00"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2026-11-01T09:00:00Z", datetime(2026, 11, 1, 9, tzinfo=UTC)),
+    ("2026-11-01t09:00:00z", datetime(2026, 11, 1, 9, tzinfo=UTC)),
+    ("2026-11-01T10:00:00+01:00", datetime(2026, 11, 1, 9, tzinfo=UTC)),
+    ("2026-11-01T09:00:00.250Z", datetime(2026, 11, 1, 9, 0, 0, 250_000, tzinfo=UTC)),
+])
+def test_rfc3339_datetimes_keep_their_offset(text, expected):
+    assert parse_instant(text, BERLIN, "from") == expected
+
+
+@pytest.mark.parametrize("text", ["2026-11-01T09:00:00", "yesterday", "2026-13-01", "", "2026-11-31",
+                                  "1969-12-31", "2106-02-08"])
+def test_unusable_instants_are_rejected_with_their_name(text):
+    with pytest.raises(QueryError) as error:
+        parse_instant(text, BERLIN, "from")
+    assert error.value.error == "bad 'from'"
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    ({"start": "2026-11-02", "end": "2026-11-01"}, "empty range"),
+    ({"start": "2026-11-01", "end": "2026-11-01"}, "empty range"),
+    ({"tz": "Mars/Olympus"}, "unknown time zone"),
+    ({"tz": "../../etc/passwd"}, "unknown time zone"),
+    ({"granularity": "minute"}, "unknown granularity"),
+    ({"start": "2026-11-01T10:10:00Z", "end": "2026-11-01T10:50:00Z"}, "range holds no hour"),
+    ({"start": "2024-01-01", "end": "2025-03-01", "max_range_days": 400}, "range too long"),
+    ({"start": "2020-01-01", "end": "2025-01-01", "granularity": "hour"}, "too many buckets"),
+])
+def test_bad_requests_say_what_is_wrong(kwargs, error):
+    args = {"start": "2026-11-01", "end": "2026-11-08", "tz": "UTC", "granularity": None, **kwargs}
+    with pytest.raises(QueryError) as raised:
+        request(args.pop("start"), args.pop("end"), **args)
+    assert raised.value.error == error and raised.value.detail
+
+
+@pytest.mark.parametrize("scope,scope_id", [("team", "x"), ("key", ""), ("key", "x" * 257)])
+def test_scope_and_id_are_checked(scope, scope_id):
+    with pytest.raises(QueryError):
+        parse_request(scope, scope_id, "2026-11-01", "2026-11-02")
+
+
+@pytest.mark.parametrize("start,end,expected", [
+    ("2026-11-01", "2026-11-03", "hour"),  # 2 days
+    ("2026-11-01", "2026-11-03T01:00:00+00:00", "day"),
+    ("2026-08-01", "2026-11-01", "day"),  # 92 days
+    ("2026-08-01", "2026-11-02", "week"),
+    ("2026-01-01", "2027-01-01", "week"),  # 365 days
+    ("2024-01-01", "2025-01-01", "week"),  # 366 days
+    ("2024-01-01", "2025-01-02", "month"),
+])
+def test_the_bucket_follows_the_range(start, end, expected):
+    assert request(start, end).granularity == expected
+
+
+def test_ranges_are_measured_on_the_local_calendar_so_a_dst_day_does_not_change_the_bucket():
+    # Two Berlin days over the end of DST are 49 hours, still hourly; and 48 buckets + 1.
+    berlin = request("2026-10-25", "2026-10-27", "Europe/Berlin")
+    assert berlin.granularity == "hour" and berlin.bucket_count() == 49
+
+
+def test_explicit_granularity_wins_and_hourly_over_a_leap_year_is_allowed():
+    year = request("2024-01-01", "2025-01-01", granularity="hour")
+    assert year.bucket_count() == 8784 <= MAX_BUCKETS
+    assert request("2024-01-01", "2025-01-01", granularity="auto").granularity == "week"
+
+
+def test_berlin_day_buckets_over_the_end_of_dst():
+    r = request("2026-10-24", "2026-10-27", "Europe/Berlin", "day")
+    assert r.bucket_count() == 3 and r.fill_bounds() == (date(2026, 10, 24), date(2026, 10, 27))
+    assert (r.end_hour_epoch - r.first_hour_epoch) // 3600 == 24 + 25 + 24
+    assert bucket_start(date(2026, 10, 25), "day", BERLIN).isoformat() == "2026-10-25T00:00:00+02:00"
+    assert bucket_start(date(2026, 10, 26), "day", BERLIN).isoformat() == "2026-10-26T00:00:00+01:00"
+    # 00:30 UTC on Oct 25 is 02:30 CEST: still Oct 25; 23:30 UTC is 00:30 CET on Oct 26.
+    assert bucket_key(int(datetime(2026, 10, 25, 0, tzinfo=UTC).timestamp()), "day", BERLIN) == date(2026, 10, 25)
+    assert bucket_key(int(datetime(2026, 10, 25, 23, tzinfo=UTC).timestamp()), "day", BERLIN) == date(2026, 10, 26)
+
+
+def test_half_hour_zones_count_whole_utc_hours_starting_inside_the_local_range():
+    """Documented limitation: storage is per UTC hour, so a Kolkata day is the hours starting 00:30 .. 23:30."""
+    r = request("2026-11-01", "2026-11-02", "Asia/Kolkata")
+    first = datetime.fromtimestamp(r.first_hour_epoch, UTC)
+    assert first == datetime(2026, 10, 31, 19, tzinfo=UTC)  # 00:30 local: the first hour starting after midnight
+    assert r.bucket_count() == 24
+    assert bucket_start(r.first_hour_epoch, "hour", KOLKATA).isoformat() == "2026-11-01T00:30:00+05:30"
+    kathmandu = request("2026-11-01", "2026-11-02", "Asia/Kathmandu")
+    assert bucket_start(kathmandu.first_hour_epoch, "hour", KATHMANDU).isoformat() == "2026-11-01T00:45:00+05:45"
+
+
+def test_partial_hours_round_the_start_up_and_count_hours_starting_before_the_end():
+    r = request("2026-11-01T10:00:00.5Z", "2026-11-01T12:30:00Z")
+    assert datetime.fromtimestamp(r.first_hour_epoch, UTC).hour == 11
+    assert datetime.fromtimestamp(r.end_hour_epoch, UTC).hour == 13  # hours 11:00 and 12:00
+    assert r.bucket_count() == 2
+
+
+def test_weeks_start_on_monday_and_months_roll_over_the_year():
+    monday = bucket_key(int(datetime(2026, 11, 8, 12, tzinfo=UTC).timestamp()), "week", ZoneInfo("UTC"))
+    assert monday == date(2026, 11, 2) and next_bucket(monday, "week") == date(2026, 11, 9)
+    assert next_bucket(date(2026, 12, 1), "month") == date(2027, 1, 1)
+    r = request("2026-11-15", "2027-02-10", "UTC", "month")
+    assert r.bucket_count() == 4 and r.fill_bounds() == (date(2026, 11, 1), date(2027, 3, 1))
+
+
+def test_the_range_is_shown_in_the_requested_zone():
+    r = request("2026-11-01T09:00:00Z", "2026-11-02T09:00:00Z", "Europe/Berlin")
+    assert r.start.isoformat() == "2026-11-01T10:00:00+01:00" and r.end - r.start == timedelta(days=1)
