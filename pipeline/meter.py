@@ -8,6 +8,7 @@ CPU work and ClickHouse calls run on the ClickHouse thread so the event loop kee
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ from pipeline.config import RollupSettings
 from pipeline.dedup import SeenRequests, request_id_hashes
 from pipeline.failpoints import Failpoints
 from pipeline.metrics import PipelineMetrics
-from pipeline.rollup import COUNTED, DUPLICATE, HOUR_MS, REJECTED, DeadLetter, PriceLookup, RawMessage, \
-    RollupBuilder, TimeBounds, UNPRICED
+from pipeline.rollup import COUNTED, DUPLICATE, HOUR_MS, REJECTED, REQUESTS, UNPRICED, VERSION, DeadLetter, \
+    RawMessage, RollupBuilder, TimeBounds
 from pipeline.sink import NO_PROGRESS, FencedError, FlushRange, RollupWriter
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ class Meter:
         clickhouse: ClickHouse,
         writer: RollupWriter,
         builder: RollupBuilder,
-        prices: PriceLookup,
         settings: RollupSettings,
         send_dead_letters: DeadLetterSender,
         metrics: PipelineMetrics,
@@ -59,7 +59,6 @@ class Meter:
         self._ch = clickhouse
         self._writer = writer
         self._builder = builder
-        self._prices = prices
         self._settings = settings
         self._send_dead_letters = send_dead_letters
         self._metrics = metrics
@@ -67,6 +66,7 @@ class Meter:
         self._backoff = backoff
         self._clock_ms = clock_ms
         self._states: dict[int, PartitionState] = {}
+        self._cpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="meter-cpu")
 
     def forget(self, partitions: Sequence[int] | None = None) -> None:
         """Drops cached partition state (after a rebalance or a fence); it is reloaded from ClickHouse."""
@@ -100,19 +100,20 @@ class Meter:
         if not fresh:
             return state.progress
         bounds = self._bounds()
-        screened = await self._ch.run(self._builder.screen, fresh, bounds, state.seen)
+        draft = await self._on_cpu(self._builder.draft, fresh, bounds, state.seen)
         confirmed = set()
-        if screened.maybe_seen:
-            confirmed = await self._retry(self._writer.confirm_seen, partition, state.progress, screened.maybe_seen)
-        rollup = await self._ch.run(screened.aggregate, confirmed, self._prices)
+        if draft.maybe_seen:
+            confirmed = await self._retry(self._writer.confirm_seen, partition, state.progress, draft.maybe_seen)
+        rollup = draft.finish(confirmed)
         if rollup.dead_letters:
             await self._retry_async(self._send_dead_letters, partition, rollup.dead_letters)
             self._failpoints.hit("after_dead_letters")
         flush = FlushRange(partition, fresh[0].offset, fresh[-1].offset, state.progress)
+        encoded = await self._on_cpu(self._writer.encode, flush, rollup)
         write_started = time.perf_counter()
-        await self._retry(self._writer.write_request_ids, flush, rollup)
+        await self._retry(self._writer.write_request_ids, encoded)
         try:
-            await self._retry(self._writer.commit, flush, rollup)
+            await self._retry(self._writer.commit, flush, encoded)
         except FencedError:
             self._metrics.flushes_fenced.inc()
             self.forget([partition])
@@ -120,11 +121,16 @@ class Meter:
         self._metrics.clickhouse_write_seconds.observe(time.perf_counter() - write_started)
         state.progress = flush.last_offset
         if rollup.new_request_ids:
-            hashes = await self._ch.run(request_id_hashes, rollup.new_request_ids)
+            hashes = await self._on_cpu(request_id_hashes, rollup.new_request_ids)
             state.seen.add(hashes, np.asarray(rollup.new_request_hours, dtype=np.uint32))
         self._record(rollup, len(fresh), bounds, state)
         self._metrics.flush_seconds.observe(time.perf_counter() - started)
         return state.progress
+
+    async def _on_cpu(self, fn: Callable[..., T], *args) -> T:
+        """Python work of a flush runs on its own thread, so one partition's work overlaps another's
+        ClickHouse insert (which releases the GIL) and the event loop keeps fetching."""
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, lambda: fn(*args))
 
     def expire_seen(self) -> None:
         """Forgets request ids older than the dedup horizon (ClickHouse still confirms older ones)."""
@@ -149,7 +155,7 @@ class Meter:
                 m.events_rejected.labels(reason).inc(n)
         current_hour = bounds.now_ms // HOUR_MS
         m.events_late.inc(sum(1 for hour in rollup.new_request_hours if hour < current_hour))
-        m.events_unpriced.inc(sum(counts[UNPRICED] for counts in rollup.groups.values()))
+        m.events_unpriced.inc(sum(c[REQUESTS] for g, c in rollup.groups.items() if g[VERSION] == UNPRICED))
         m.rollup_rows_written.inc(len(rollup.groups))
         m.dedup_entries.set(sum(len(s.seen) for s in self._states.values()))
         m.dedup_bytes.set(sum(s.seen.nbytes for s in self._states.values()))

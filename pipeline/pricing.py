@@ -36,7 +36,7 @@ import logging
 import tomllib
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
 from pathlib import Path
@@ -59,6 +59,23 @@ _log = logging.getLogger(__name__)
 
 class PricingError(ValueError):
     """Bad price configuration, or money that cannot be represented exactly."""
+
+
+def _to_units(amount: Decimal) -> int:
+    """``amount`` USD in units of 1e-24 USD, or PricingError when it is not a whole number of them."""
+    with localcontext(EXACT):
+        try:
+            units = amount.scaleb(USD_DECIMALS)
+            return int(units.to_integral_exact())
+        except (Inexact, InvalidOperation) as error:
+            raise PricingError(f"{amount} USD is not a whole number of 1e-{USD_DECIMALS} USD") from error
+
+
+def usd_text(units: int) -> str:
+    """Exact decimal text of ``units`` x 1e-24 USD, e.g. 1500000000000000000000000 -> '1.500000000000000000000000'."""
+    sign, units = ("-", -units) if units < 0 else ("", units)
+    whole, fraction = divmod(units, 10**USD_DECIMALS)
+    return f"{sign}{whole}.{fraction:0{USD_DECIMALS}d}"
 
 
 def quantize_usd(amount: Decimal) -> Decimal:
@@ -87,17 +104,26 @@ class Rate:
     output_token: Decimal  # per output token that is not a reasoning token
     reasoning_token: Decimal
     output_request: Decimal
+    _units: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
 
     def cost(self, requests: int, input_tokens: int, cache_read_tokens: int, cache_write_tokens: int,
              output_tokens: int, reasoning_tokens: int) -> tuple[Decimal, Decimal]:
         """(input_cost, output_cost) in USD, exact, for the summed counts of `requests` events."""
-        with localcontext(EXACT):
-            input_cost = ((input_tokens - cache_read_tokens - cache_write_tokens) * self.input_token
-                          + cache_read_tokens * self.cache_read_token
-                          + cache_write_tokens * self.cache_write_token + requests * self.input_request)
-            output_cost = ((output_tokens - reasoning_tokens) * self.output_token
-                           + reasoning_tokens * self.reasoning_token + requests * self.output_request)
-        return input_cost, output_cost
+        input_units, output_units = self.cost_units(requests, input_tokens, cache_read_tokens, cache_write_tokens,
+                                                    output_tokens, reasoning_tokens)
+        return Decimal(input_units).scaleb(-USD_DECIMALS), Decimal(output_units).scaleb(-USD_DECIMALS)
+
+    def cost_units(self, requests: int, input_tokens: int, cache_read_tokens: int, cache_write_tokens: int,
+                   output_tokens: int, reasoning_tokens: int) -> tuple[int, int]:
+        """The same cost in integer units of 1e-24 USD: plain int arithmetic, several times faster than
+        Decimal, and exact because every coefficient is a whole number of units (checked on creation)."""
+        i, cr, cw, ireq, o, r, oreq = self._units
+        return ((input_tokens - cache_read_tokens - cache_write_tokens) * i + cache_read_tokens * cr
+                + cache_write_tokens * cw + requests * ireq,
+                (output_tokens - reasoning_tokens) * o + reasoning_tokens * r + requests * oreq)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_units", tuple(_to_units(c) for c in self.coefficients()))
 
     def coefficients(self) -> tuple[Decimal, ...]:
         return (self.input_token, self.cache_read_token, self.cache_write_token, self.input_request,

@@ -1,12 +1,13 @@
 """Turning one partition's consumed messages into hourly rollup deltas (pure logic, no I/O).
 
-A flush of one partition goes through two steps so that the ClickHouse lookup in between stays outside:
+This is the per-event hot path, so it is one pass over the events:
 
-1. :meth:`RollupBuilder.screen` decodes and validates every message, applies the lateness and clock-skew
-   bounds, drops repeats inside the flush, and asks the in-memory filter which request ids *may* have been
-   counted before (plus every id older than the dedup horizon, which the filter no longer holds).
-2. The caller confirms those against ClickHouse, then :meth:`Screened.aggregate` sums the rest per
-   (key, org, project, model, provider, hour, price) into a :class:`Rollup`.
+1. :meth:`RollupBuilder.draft` decodes and validates every message, applies the lateness and clock-skew
+   bounds, drops repeats inside the flush, prices each event at its own timestamp and adds it to its group
+   (key, org, project, model, provider, hour, price). It also asks the in-memory filter which request ids
+   *may* have been counted by an earlier flush (plus every id older than the dedup horizon).
+2. The caller confirms those against ClickHouse; :meth:`Draft.finish` takes the few confirmed duplicates
+   back out of their groups and returns the :class:`Rollup` to write.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ HOUR_MS = 3_600_000
 COUNTED, DUPLICATE, REJECTED = "counted", "duplicate", "rejected"
 
 # Positions in a group's counter list; a list is several times cheaper than an object per update.
-(REQUESTS, ERRORS, UNPRICED, INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING, GATEWAY_COST_REQUESTS) = range(9)
-COUNTER_NAMES = ("requests", "error_requests", "unpriced_requests", "input_tokens", "output_tokens",
-                 "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "gateway_cost_requests")
+REQUESTS, ERRORS, INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING, GATEWAY_COST_REQUESTS = range(8)
+COUNTER_NAMES = ("requests", "error_requests", "input_tokens", "output_tokens", "cache_read_tokens",
+                 "cache_write_tokens", "reasoning_tokens", "gateway_cost_requests")
+# Group key positions. The price version (not the Rate) is in the key: a str hashes once, a Rate each time.
+KEY, ORG, PROJECT, MODEL, PROVIDER, HOUR, VERSION = range(7)
+UNPRICED = ""  # the price version of events of a model with no known price
 
 
 class RateLike(Protocol):
     version: str
 
-    def cost(self, requests: int, input_tokens: int, cache_read_tokens: int, cache_write_tokens: int,
-             output_tokens: int, reasoning_tokens: int) -> tuple[Decimal, Decimal]: ...
+    def cost_units(self, requests: int, input_tokens: int, cache_read_tokens: int, cache_write_tokens: int,
+                   output_tokens: int, reasoning_tokens: int) -> tuple[int, int]: ...
 
 
 class PriceLookup(Protocol):
@@ -78,14 +82,14 @@ class DeadLetter:
     rejection: Rejection
 
 
-GroupKey = tuple  # (api_key_id, org_id, project_id, model, provider, hour_start_s, price_version)
+GroupKey = tuple  # (api_key_id, org_id, project_id, model, provider, hour (h since epoch), price_version)
 
 
 @dataclass
 class Rollup:
     """Everything one flush of one partition writes."""
 
-    groups: dict[GroupKey, list] = field(default_factory=dict)
+    groups: dict[GroupKey, list[int]] = field(default_factory=dict)
     gateway_cost: dict[GroupKey, Decimal] = field(default_factory=dict)
     rates: dict[str, RateLike] = field(default_factory=dict)
     outcomes: Counter = field(default_factory=Counter)  # (outcome, reason) -> events
@@ -93,104 +97,114 @@ class Rollup:
     new_request_hours: list[int] = field(default_factory=list)  # hours since the epoch, aligned with ids
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
-    @property
-    def counted(self) -> int:
-        return self.outcomes[(COUNTED, "")]
-
 
 @dataclass
-class Screened:
-    """Candidates of one flush, waiting for ClickHouse to confirm which "maybe seen" ids really were."""
+class Draft:
+    """A flush's groups before ClickHouse has confirmed which "maybe seen" request ids really were."""
 
-    candidates: list[UsageEvent]
+    rollup: Rollup
+    counted: dict[str, UsageEvent]  # request id -> its event, in log order
     maybe_seen: list[str]
-    outcomes: Counter
-    dead_letters: list[DeadLetter]
+    prices: PriceLookup
 
-    def aggregate(self, confirmed_seen: set[str], prices: PriceLookup) -> Rollup:
-        rollup = Rollup(outcomes=self.outcomes, dead_letters=self.dead_letters)
-        groups, rates, gateway = rollup.groups, rollup.rates, rollup.gateway_cost
-        new_ids, new_hours = rollup.new_request_ids, rollup.new_request_hours
-        rate_for = prices.rate_for
-        duplicates = 0
-        for event in self.candidates:
-            request_id = event.request_id
-            if request_id in confirmed_seen:
-                duplicates += 1
-                continue
-            ts = event.timestamp
-            hour = ts // HOUR_MS
-            rate = rate_for(event.model, event.provider or None, ts, event.input_tokens)
-            version = "" if rate is None else rate.version
-            key = (event.api_key_id, event.org_id, event.project_id, event.model, event.provider, hour * 3600, version)
-            counters = groups.get(key)
-            if counters is None:
-                counters = groups[key] = [0] * 9
-                if rate is not None:
-                    rates[version] = rate
-            _add(counters, event, rate is None)
+    def finish(self, confirmed_seen: set[str]) -> Rollup:
+        rollup, counted = self.rollup, self.counted
+        for request_id in confirmed_seen:
+            event = counted.pop(request_id)
+            group = _group_of(event, self.prices.rate_for(event.model, event.provider or None, event.timestamp,
+                                                          event.input_tokens))
+            counters = rollup.groups[group]
+            _add(counters, event, -1)
             if event.gateway_cost_usd is not None:
-                counters[GATEWAY_COST_REQUESTS] += 1
-                gateway[key] = gateway.get(key, Decimal(0)) + Decimal(event.gateway_cost_usd)
-            new_ids.append(request_id)
-            new_hours.append(hour)
-        rollup.outcomes[(DUPLICATE, "")] += duplicates
-        rollup.outcomes[(COUNTED, "")] += len(new_ids)
+                rollup.gateway_cost[group] -= Decimal(event.gateway_cost_usd)
+            if counters[REQUESTS] == 0:
+                del rollup.groups[group]
+                rollup.gateway_cost.pop(group, None)
+        rollup.new_request_ids = list(counted)
+        rollup.new_request_hours = [event.timestamp // HOUR_MS for event in counted.values()]
+        rollup.outcomes[(DUPLICATE, "")] += len(confirmed_seen)
+        rollup.outcomes[(COUNTED, "")] += len(counted)
         return rollup
 
 
-def _add(counters: list, event: UsageEvent, unpriced: bool) -> None:
-    counters[REQUESTS] += 1
-    if event.status == "error":
-        counters[ERRORS] += 1
-    if unpriced:
-        counters[UNPRICED] += 1
-    counters[INPUT] += event.input_tokens
-    counters[OUTPUT] += event.output_tokens
-    counters[CACHE_READ] += event.cache_read_tokens
-    counters[CACHE_WRITE] += event.cache_write_tokens
-    counters[REASONING] += event.reasoning_tokens
+def _group_of(event: UsageEvent, rate: RateLike | None) -> GroupKey:
+    return (event.api_key_id, event.org_id, event.project_id, event.model, event.provider,
+            event.timestamp // HOUR_MS, UNPRICED if rate is None else rate.version)
+
+
+def _add(counters: list[int], event: UsageEvent, sign: int) -> None:
+    counters[REQUESTS] += sign
+    counters[ERRORS] += sign * (event.status == "error")
+    counters[INPUT] += sign * event.input_tokens
+    counters[OUTPUT] += sign * event.output_tokens
+    counters[CACHE_READ] += sign * event.cache_read_tokens
+    counters[CACHE_WRITE] += sign * event.cache_write_tokens
+    counters[REASONING] += sign * event.reasoning_tokens
+    counters[GATEWAY_COST_REQUESTS] += sign * (event.gateway_cost_usd is not None)
 
 
 class RollupBuilder:
-    """Screens the messages of one partition against the contract, the time bounds and what was counted."""
+    """Validates, bounds, deduplicates within the flush, prices and groups one partition's messages."""
 
-    def __init__(self, decoder: ContractDecoder) -> None:
+    def __init__(self, decoder: ContractDecoder, prices: PriceLookup) -> None:
         self._decoder = decoder
+        self._prices = prices
 
-    def screen(self, messages: Iterable[RawMessage], bounds: TimeBounds, seen: SeenRequests) -> Screened:
-        outcomes: Counter = Counter()
-        dead_letters: list[DeadLetter] = []
-        candidates: dict[str, UsageEvent] = {}
+    def draft(self, messages: Iterable[RawMessage], bounds: TimeBounds, seen: SeenRequests) -> Draft:
+        rollup = Rollup()
+        groups, rates, gateway = rollup.groups, rollup.rates, rollup.gateway_cost
+        counted: dict[str, UsageEvent] = {}
+        old: list[str] = []
         duplicates = 0
-        oldest, newest = bounds.oldest_ms, bounds.newest_ms
+        oldest, newest, horizon = bounds.oldest_ms, bounds.newest_ms, bounds.horizon_ms
+        decode, rate_for = self._decoder.decode, self._prices.rate_for
         for message in messages:
-            events, rejections = self._decoder.decode(message.value, message.key)
+            events, rejections = decode(message.value, message.key)
             for rejection in rejections:
-                dead_letters.append(DeadLetter(message.offset, rejection))
+                rollup.dead_letters.append(DeadLetter(message.offset, rejection))
             for position, event in enumerate(events):
                 ts = event.timestamp
                 if ts < oldest or ts > newest:
                     rejection = _out_of_bounds(event, bounds, *_locate(message.value, position, rejections))
-                    dead_letters.append(DeadLetter(message.offset, rejection))
-                elif event.request_id in candidates:
+                    rollup.dead_letters.append(DeadLetter(message.offset, rejection))
+                    continue
+                request_id = event.request_id
+                if request_id in counted:
                     duplicates += 1
-                else:
-                    candidates[event.request_id] = event
-        for letter in dead_letters:
-            outcomes[(REJECTED, letter.rejection.reason)] += 1
-        outcomes[(DUPLICATE, "")] += duplicates
-        return Screened(list(candidates.values()), _maybe_seen(candidates, seen, bounds), outcomes, dead_letters)
+                    continue
+                rate = rate_for(event.model, event.provider or None, ts, event.input_tokens)
+                group = _group_of(event, rate)
+                counters = groups.get(group)
+                if counters is None:
+                    counters = groups[group] = [0] * 8
+                    if rate is not None:
+                        rates[rate.version] = rate
+                counters[REQUESTS] += 1
+                if event.status == "error":
+                    counters[ERRORS] += 1
+                counters[INPUT] += event.input_tokens
+                counters[OUTPUT] += event.output_tokens
+                counters[CACHE_READ] += event.cache_read_tokens
+                counters[CACHE_WRITE] += event.cache_write_tokens
+                counters[REASONING] += event.reasoning_tokens
+                if event.gateway_cost_usd is not None:
+                    counters[GATEWAY_COST_REQUESTS] += 1
+                    gateway[group] = gateway.get(group, Decimal(0)) + Decimal(event.gateway_cost_usd)
+                counted[request_id] = event
+                if ts < horizon:
+                    old.append(request_id)
+        for letter in rollup.dead_letters:
+            rollup.outcomes[(REJECTED, letter.rejection.reason)] += 1
+        rollup.outcomes[(DUPLICATE, "")] += duplicates
+        return Draft(rollup, counted, _maybe_seen(list(counted), seen, old), self._prices)
 
 
-def _maybe_seen(candidates: dict[str, UsageEvent], seen: SeenRequests, bounds: TimeBounds) -> list[str]:
-    ids = list(candidates)
-    if not ids:
+def _maybe_seen(request_ids: list[str], seen: SeenRequests, old: list[str]) -> list[str]:
+    """Ids the filter may hold (a 64-bit hash hit), plus ids older than its horizon, which it never holds."""
+    if not request_ids:
         return []
-    hits = seen.maybe_seen(request_id_hashes(ids))
-    horizon = bounds.horizon_ms
-    before_horizon = np.fromiter((e.timestamp < horizon for e in candidates.values()), dtype=bool, count=len(ids))
-    return [ids[i] for i in np.flatnonzero(hits | before_horizon)]
+    hits = np.flatnonzero(seen.maybe_seen(request_id_hashes(request_ids)))
+    return list({request_ids[i] for i in hits}.union(old))
 
 
 _RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 
+import msgspec
 import numpy as np
 from clickhouse_connect.driver.client import Client
 
 from pipeline.dedup import SeenRequests
 from pipeline.failpoints import Failpoints
-from pipeline.pricing import quantize_usd
-from pipeline.rollup import COUNTER_NAMES, GATEWAY_COST_REQUESTS, INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, \
-    REASONING, REQUESTS, Rollup
+from pipeline.pricing import USD_DECIMALS, quantize_usd, usd_text
+from pipeline.rollup import CACHE_READ, CACHE_WRITE, COUNTER_NAMES, HOUR, INPUT, KEY, MODEL, ORG, OUTPUT, PROJECT, \
+    PROVIDER, REASONING, REQUESTS, UNPRICED, VERSION, Rollup
 
 NO_PROGRESS = -1
 _CONFIRM_CHUNK = 20_000
@@ -43,8 +43,8 @@ _ONE_BLOCK = {
 
 ROLLUP_COLUMNS = (
     "kind", "api_key_id", "org_id", "project_id", "model", "provider", "hour", "price_version",
-    "kafka_topic", "kafka_partition", "outcome", "reason",
-    *COUNTER_NAMES, "input_cost", "output_cost", "total_cost", "gateway_cost", "events", "last_offset",
+    "kafka_topic", "kafka_partition", "outcome", "reason", *COUNTER_NAMES, "unpriced_requests",
+    "input_cost", "output_cost", "total_cost", "gateway_cost", "events", "last_offset",
 )
 DEDUP_COLUMNS = ("kafka_topic", "kafka_partition", "request_id", "hour", "batch_end_offset", "expires_at")
 
@@ -55,6 +55,12 @@ class FencedError(RuntimeError):
     def __init__(self, partition: int, expected: int, found: int) -> None:
         super().__init__(f"partition {partition}: expected progress {expected}, found {found}")
         self.partition, self.expected, self.found = partition, expected, found
+
+
+@dataclass(frozen=True)
+class EncodedFlush:
+    request_ids: bytes | None  # dedup_keys rows, None when the flush counted no event
+    rollups: bytes  # usage deltas + outcomes + progress: the one atomic insert
 
 
 @dataclass(frozen=True)
@@ -105,30 +111,37 @@ class RollupWriter:
             seen.update(row[0] for row in rows)
         return seen
 
-    def write_request_ids(self, flush: FlushRange, rollup: Rollup) -> None:
-        ids = rollup.new_request_ids
-        if not ids:
-            return
-        hours = np.asarray(rollup.new_request_hours, dtype=np.int64) * 3600
-        columns = [
-            [self._topic] * len(ids), [flush.partition] * len(ids), ids, hours.tolist(),
-            [flush.last_offset] * len(ids), (hours + self._keep_ids_s).tolist(),
-        ]
-        self._client.insert("dedup_keys", columns, column_names=DEDUP_COLUMNS, column_oriented=True)
+    def encode(self, flush: FlushRange, rollup: Rollup) -> EncodedFlush:
+        """The flush's two inserts as JSONColumns bodies: pure CPU work, done before touching ClickHouse.
+        (msgspec-encoded JSONColumns parsed by ClickHouse is several times faster than building Native
+        blocks value by value in Python, and exact: decimals travel as text.)"""
+        return EncodedFlush(_encode(self._request_id_columns(flush, rollup)) if rollup.new_request_ids else None,
+                            _encode(rollup_columns(self._topic, flush, rollup)))
+
+    def _request_id_columns(self, flush: FlushRange, rollup: Rollup) -> dict[str, list]:
+        hours = [hour * 3600 for hour in rollup.new_request_hours]
+        n = len(hours)
+        return {"kafka_topic": [self._topic] * n, "kafka_partition": [flush.partition] * n,
+                "request_id": rollup.new_request_ids, "hour": hours, "batch_end_offset": [flush.last_offset] * n,
+                "expires_at": [hour + self._keep_ids_s for hour in hours]}
+
+    def write_request_ids(self, encoded: EncodedFlush) -> None:
+        if encoded.request_ids is not None:
+            self._client.raw_insert("dedup_keys", DEDUP_COLUMNS, insert_block=encoded.request_ids,
+                                    fmt="JSONColumns")
         self._failpoints.hit("after_dedup_keys")
 
-    def commit(self, flush: FlushRange, rollup: Rollup) -> bool:
+    def commit(self, flush: FlushRange, encoded: EncodedFlush) -> bool:
         """Steps 2-4. True if this call landed the flush, False if an earlier attempt already had."""
         found = self.progress(flush.partition)
         if found == flush.last_offset:
             return False
         if found != flush.expected_progress:
             raise FencedError(flush.partition, flush.expected_progress, found)
-        columns = rollup_columns(self._topic, flush, rollup)
         self._failpoints.hit("before_rollup_insert")
         token = f"{self._topic}/{flush.partition}/{flush.first_offset}"
-        self._client.insert("rollups", columns, column_names=ROLLUP_COLUMNS, column_oriented=True,
-                            settings={**_ONE_BLOCK, "insert_deduplication_token": token})
+        self._client.raw_insert("rollups", ROLLUP_COLUMNS, insert_block=encoded.rollups, fmt="JSONColumns",
+                                settings={**_ONE_BLOCK, "insert_deduplication_token": token})
         self._failpoints.hit("after_rollup_insert")
         found = self.progress(flush.partition)
         if found != flush.last_offset:
@@ -136,52 +149,66 @@ class RollupWriter:
         return True
 
 
-def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> list[list]:
-    """Column-oriented rows of one flush: usage deltas, outcome counts, and the progress row last."""
-    columns: list[list] = [[] for _ in ROLLUP_COLUMNS]
-    (kind, key, org, project, model, provider, hour, version, topic_col, partition_col, outcome, reason) = columns[:12]
-    counters = columns[12:12 + len(COUNTER_NAMES)]
-    input_cost, output_cost, total_cost, gateway_cost, events, last_offset = columns[12 + len(COUNTER_NAMES):]
-
-    def _row(kind_name: str, meta: tuple, counts: list, costs: tuple, n_events: int, offset: int) -> None:
-        kind.append(kind_name)
-        for column, value in zip((key, org, project, model, provider, hour, version, topic_col, partition_col,
-                                  outcome, reason), meta):
-            column.append(value)
-        for column, value in zip(counters, counts):
-            column.append(value)
-        for column, value in zip((input_cost, output_cost, total_cost, gateway_cost), costs):
-            column.append(value)
-        events.append(n_events)
-        last_offset.append(offset)
-
-    zero_counts = [0] * len(COUNTER_NAMES)
-    zero_costs = (_ZERO, _ZERO, _ZERO, _ZERO)
-    for group, counts in rollup.groups.items():
-        api_key_id, org_id, project_id, model_name, provider_name, hour_s, price_version = group
-        costs = _costs(rollup, price_version, counts) + (quantize_usd(rollup.gateway_cost.get(group, _ZERO)),)
-        meta = (api_key_id, org_id, project_id, model_name, provider_name, _utc(hour_s), price_version, "", 0, "", "")
-        _row("usage", meta, counts, costs, 0, 0)
-    for (outcome_name, reason_name), n in rollup.outcomes.items():
-        if n:
-            meta = ("", "", "", "", "", _utc(0), "", topic, flush.partition, outcome_name, reason_name)
-            _row("outcome", meta, zero_counts, zero_costs, n, 0)
-    meta = ("", "", "", "", "", _utc(0), "", topic, flush.partition, "", "")
-    _row("progress", meta, zero_counts, zero_costs, 0, flush.last_offset)
+def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> dict[str, list]:
+    """Column-oriented rows of one flush: usage deltas, outcome counts, and the partition's progress."""
+    columns = _usage_columns(rollup)
+    meta = [{"kind": "outcome", "outcome": outcome, "reason": reason, "events": n}
+            for (outcome, reason), n in rollup.outcomes.items() if n]
+    meta.append({"kind": "progress", "last_offset": flush.last_offset})
+    for row in meta:
+        row.update(kafka_topic=topic, kafka_partition=flush.partition)
+        for name, column in columns.items():
+            column.append(row.get(name, _META_DEFAULTS[name]))
     return columns
 
 
-def _costs(rollup: Rollup, price_version: str, counts: list) -> tuple[Decimal, Decimal, Decimal]:
-    rate = rollup.rates.get(price_version)
-    if rate is None:
-        return _ZERO, _ZERO, _ZERO
-    input_cost, output_cost = rate.cost(counts[REQUESTS], counts[INPUT], counts[CACHE_READ], counts[CACHE_WRITE],
-                                        counts[OUTPUT], counts[REASONING])
-    return quantize_usd(input_cost), quantize_usd(output_cost), quantize_usd(input_cost + output_cost)
+# Values of the usage columns in outcome and progress rows.
+_META_DEFAULTS = {name: "" for name in ROLLUP_COLUMNS} | {
+    name: 0 for name in (*COUNTER_NAMES, "unpriced_requests", "hour", "kafka_partition", "events", "last_offset")
+} | {name: "0" for name in ("input_cost", "output_cost", "total_cost", "gateway_cost")}
 
 
-def _utc(epoch_s: int) -> datetime:
-    return datetime.fromtimestamp(epoch_s, tz=timezone.utc)
+def _usage_columns(rollup: Rollup) -> dict[str, list]:
+    groups = list(rollup.groups)
+    n = len(groups)
+    counts = list(zip(*rollup.groups.values())) if n else [() for _ in COUNTER_NAMES]
+    input_cost, output_cost, total_cost = _costs(rollup, groups)
+    gateway = rollup.gateway_cost
+    columns = {
+        "kind": ["usage"] * n,
+        "api_key_id": [g[KEY] for g in groups], "org_id": [g[ORG] for g in groups],
+        "project_id": [g[PROJECT] for g in groups], "model": [g[MODEL] for g in groups],
+        "provider": [g[PROVIDER] for g in groups], "hour": [g[HOUR] * 3600 for g in groups],
+        "price_version": [g[VERSION] for g in groups],
+        "kafka_topic": [""] * n, "kafka_partition": [0] * n, "outcome": [""] * n, "reason": [""] * n,
+        **{name: list(values) for name, values in zip(COUNTER_NAMES, counts)},
+        "unpriced_requests": [c[REQUESTS] if g[VERSION] == UNPRICED else 0 for g, c in rollup.groups.items()],
+        "input_cost": input_cost, "output_cost": output_cost, "total_cost": total_cost,
+        "gateway_cost": [usd_text(_units(gateway[g])) if g in gateway else "0" for g in groups],
+        "events": [0] * n, "last_offset": [0] * n,
+    }
+    return {name: columns[name] for name in ROLLUP_COLUMNS}
+
+
+def _costs(rollup: Rollup, groups: list) -> tuple[list[str], list[str], list[str]]:
+    input_cost, output_cost, total_cost = [], [], []
+    rates = rollup.rates
+    for group in groups:
+        rate = rates.get(group[VERSION])
+        if rate is None:
+            input_cost.append("0"), output_cost.append("0"), total_cost.append("0")
+            continue
+        c = rollup.groups[group]
+        i, o = rate.cost_units(c[REQUESTS], c[INPUT], c[CACHE_READ], c[CACHE_WRITE], c[OUTPUT], c[REASONING])
+        input_cost.append(usd_text(i)), output_cost.append(usd_text(o)), total_cost.append(usd_text(i + o))
+    return input_cost, output_cost, total_cost
+
+
+def _units(amount: Decimal) -> int:
+    return int(quantize_usd(amount).scaleb(USD_DECIMALS))
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 def now_ms() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import random
 import tracemalloc
 from collections import defaultdict
@@ -19,15 +18,10 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from pipeline.clickhouse import connect
-from pipeline.contract import ContractDecoder
-from pipeline.dedup import SeenRequests
 from pipeline.export import CSV_COLUMNS, write_csv
-from pipeline.failpoints import Failpoints
 from pipeline.migrations import Migrator
-from pipeline.pricing import PriceBook
 from pipeline.query import UsageQueries, parse_request
-from pipeline.rollup import RawMessage, RollupBuilder, TimeBounds
-from pipeline.sink import NO_PROGRESS, FlushRange, RollupWriter
+from support.writes import bounds_at, write_events
 
 pytestmark = pytest.mark.clickhouse
 
@@ -131,13 +125,9 @@ def store(chdb_dir) -> Store:
     client = connect(url)
     Migrator(client).apply()
     events = make_events()
-    bounds = TimeBounds(int(NOW.timestamp() * 1000), 60 * 86_400_000, 300_000, 86_400_000)
-    messages = [RawMessage(i, e["api_key_id"].encode(), json.dumps(e).encode()) for i, e in enumerate(events)]
-    rollup = RollupBuilder(ContractDecoder()).screen(messages, bounds, SeenRequests()).aggregate(set(), PriceBook())
-    writer = RollupWriter(client, "usage", 60 * 86400, Failpoints())
-    flush = FlushRange(0, 0, len(messages) - 1, NO_PROGRESS)
-    writer.write_request_ids(flush, rollup)
-    assert writer.commit(flush, rollup)
+    now_ms = int(NOW.timestamp() * 1000)
+    landed, _, _ = write_events(client, events, now_ms, bounds=bounds_at(now_ms, 60 * 86_400_000))
+    assert landed
     yield Store(url, client, UsageQueries(client), [price(e) for e in events])
     client.command(f"DROP DATABASE IF EXISTS `{client.database}`")
     client.close()

@@ -15,7 +15,7 @@ from genai_prices import Usage, calc_price
 from pipeline.contract import ContractDecoder
 from pipeline.dedup import SeenRequests
 from pipeline.failpoints import Failpoints
-from pipeline.migrations import Migrator
+from pipeline.migrations import Migrator, discover
 from pipeline.pricing import PriceBook
 from pipeline.rollup import RawMessage, RollupBuilder, TimeBounds
 from pipeline.sink import NO_PROGRESS, FencedError, FlushRange, RollupWriter
@@ -90,16 +90,17 @@ def stored(client) -> dict:
 def flush_of(events: list[dict], first_offset: int = 0, seen: SeenRequests | None = None, bounds=BOUNDS):
     messages = [RawMessage(first_offset + i, e["api_key_id"].encode(), json.dumps(e).encode())
                 for i, e in enumerate(events)]
-    screened = RollupBuilder(ContractDecoder()).screen(messages, bounds, seen or SeenRequests())
-    return messages, screened
+    draft = RollupBuilder(ContractDecoder(), PriceBook()).draft(messages, bounds, seen or SeenRequests())
+    return messages, draft
 
 
 def write(writer: RollupWriter, events, first_offset=0, expected=NO_PROGRESS, partition=0):
-    messages, screened = flush_of(events, first_offset)
-    rollup = screened.aggregate(set(), PriceBook())
+    messages, draft = flush_of(events, first_offset)
+    rollup = draft.finish(set())
     flush = FlushRange(partition, first_offset, messages[-1].offset, expected)
-    writer.write_request_ids(flush, rollup)
-    return writer.commit(flush, rollup), rollup, flush
+    encoded = writer.encode(flush, rollup)
+    writer.write_request_ids(encoded)
+    return writer.commit(flush, encoded), rollup, flush
 
 
 def new_writer(client) -> RollupWriter:
@@ -109,7 +110,7 @@ def new_writer(client) -> RollupWriter:
 def test_migrations_apply_twice_and_are_recorded(clickhouse):
     assert Migrator(clickhouse).apply() == []
     ids = [row[0] for row in clickhouse.query("SELECT id FROM meterline_migrations ORDER BY id").result_rows]
-    assert ids == ["0001", "0002"]
+    assert ids == [m.id for m in discover()] and ids[:2] == ["0001", "0002"]
 
 
 def test_flush_lands_exactly_with_costs_priced_at_each_events_time(clickhouse):
@@ -136,7 +137,7 @@ def test_a_retried_commit_never_counts_twice(clickhouse):
     writer = new_writer(clickhouse)
     events = make_events(200)
     _, rollup, flush = write(writer, events)
-    assert writer.commit(flush, rollup) is False  # the earlier attempt landed: nothing is added
+    assert writer.commit(flush, writer.encode(flush, rollup)) is False  # the earlier attempt landed
     assert stored(clickhouse) == ledger(events)
 
 
@@ -191,14 +192,15 @@ def test_one_flush_is_one_part_even_when_large(clickhouse):
 def test_request_ids_count_only_once_their_flush_committed(clickhouse):
     writer = new_writer(clickhouse)
     events = make_events(50, seed=4)
-    messages, screened = flush_of(events)
-    rollup = screened.aggregate(set(), PriceBook())
+    messages, draft = flush_of(events)
+    rollup = draft.finish(set())
     flush = FlushRange(0, 0, 49, NO_PROGRESS)
-    writer.write_request_ids(flush, rollup)  # ...and the worker dies before commit
+    encoded = writer.encode(flush, rollup)
+    writer.write_request_ids(encoded)  # ...and the worker dies before commit
     ids = [e["request_id"] for e in events]
     assert writer.confirm_seen(0, writer.progress(0), ids) == set()
     assert len(writer.load_seen(0, writer.progress(0), 0)) == 0
-    writer.commit(flush, rollup)
+    writer.commit(flush, encoded)
     assert writer.confirm_seen(0, writer.progress(0), ids + ["other"]) == set(ids)
     seen = writer.load_seen(0, writer.progress(0), 0)
     assert len(seen) == 50
@@ -216,13 +218,14 @@ def test_duplicates_confirmed_by_clickhouse_are_not_counted_again(clickhouse):
     retries = [dict(e) for e in events[:30]]
     fresh = make_events(20, seed=6)
     seen = writer.load_seen(0, 99, 0)
-    messages, screened = flush_of(retries + fresh, first_offset=100, seen=seen)
-    assert set(screened.maybe_seen) >= {e["request_id"] for e in retries}
-    confirmed = writer.confirm_seen(0, 99, screened.maybe_seen)
-    rollup = screened.aggregate(confirmed, PriceBook())
+    messages, draft = flush_of(retries + fresh, first_offset=100, seen=seen)
+    assert set(draft.maybe_seen) >= {e["request_id"] for e in retries}
+    confirmed = writer.confirm_seen(0, 99, draft.maybe_seen)
+    rollup = draft.finish(confirmed)
     flush = FlushRange(0, 100, messages[-1].offset, 99)
-    writer.write_request_ids(flush, rollup)
-    writer.commit(flush, rollup)
+    encoded = writer.encode(flush, rollup)
+    writer.write_request_ids(encoded)
+    writer.commit(flush, encoded)
     assert stored(clickhouse) == ledger(events + fresh)
     outcomes = dict(((o, r), n) for o, r, n in clickhouse.query(
         "SELECT outcome, reason, events FROM ingest_outcomes").result_rows)

@@ -264,7 +264,7 @@ def test_snapshot_rates_are_exact_at_the_stored_scale():
     rates = list(snapshot_rates())
     not_exact = set()
     for rate in rates:
-        assert len(rate.coefficients()) == len(fields(Rate)) - 1
+        assert len(rate.coefficients()) == len([f for f in fields(Rate) if f.init]) - 1  # all but version
         try:
             for coefficient in rate.coefficients():
                 quantize_usd(coefficient)

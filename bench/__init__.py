@@ -1,0 +1,1 @@
+"""meterline's benchmark harness (not part of the test suite): python -m bench.run"""
