@@ -13,6 +13,7 @@ from pipeline.config import ConfigError
 # Modules that contribute subcommands, in the order `meterline --help` lists them.
 COMMAND_MODULES = (
     "pipeline.commands.core",
+    "pipeline.commands.alerts",
     "pipeline.commands.usage",
 )
 

@@ -84,6 +84,62 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class IngestSettings:
+    """The HTTP collector (``meterline collect``): where it listens and how it batches for Kafka."""
+
+    host: str = "127.0.0.1"
+    port: int = 6070
+    # Bearer tokens gateways send to POST events; distinct from the API's read tokens. Empty: refuse to start.
+    tokens: tuple[str, ...] = ()
+    max_body_bytes: int = 16 * 1024 * 1024
+    # How long accepted events wait for company before their Kafka message is sent (shared across requests).
+    linger_s: float = 0.005
+    # How long a request waits for Kafka's acknowledgement before answering 503.
+    produce_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Usage-spike alerts (docs/alerts.md): detection parameters, static rules file and delivery channels."""
+
+    interval_s: float = 60.0
+    # Run the detector inside the worker (on the group leader). Required on the embedded default, where no
+    # other process can read the store; switch it off where `meterline alerts run` runs instead.
+    in_worker: bool = True
+    # Baseline: hourly values of the last N full hours (median + MAD) and the same hour on previous days.
+    history_hours: int = 168
+    # A key (or key x model) with less usage history than this is "new": static and new-key rules only.
+    min_history_hours: int = 24
+    factor: float = 3.0
+    mad_k: float = 5.0
+    # Absolute floors: below them usage never pages, whatever its baseline (tiny keys stay quiet).
+    min_tokens: float = 200_000.0
+    min_requests: float = 200.0
+    min_cost_usd: float = 2.0
+    # "New key with large usage": the floors a key without history must exceed to page.
+    new_key_tokens: float = 2_000_000.0
+    new_key_requests: float = 2_000.0
+    new_key_cost_usd: float = 20.0
+    rules_file: Path | None = None
+    severity: str = "warning"
+    resolve_after_runs: int = 2
+    # Re-page non-Alertmanager channels while an alert stays open; 0 = only on open and resolve.
+    renotify_interval_s: float = 0.0
+    alertmanager_url: str = ""
+    webhook_url: str = ""
+    slack_webhook_url: str = ""
+    pagerduty_routing_key: str = ""
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    grafana_url: str = ""
+    dashboard_url_template: str = "{grafana_url}/d/meterline-key-usage?var-key={api_key_id}"
+    runbook_url: str = ""
+    delivery_attempts: int = 3
+    delivery_timeout_s: float = 10.0
+    # Port of the /metrics endpoint of `meterline alerts run`; 0 = none (the worker exports its own).
+    metrics_port: int = 0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".meterline")
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
@@ -92,6 +148,8 @@ class Settings:
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     web: WebSettings = field(default_factory=WebSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     # Test-only crash injection (see pipeline/failpoints.py); empty in production.
     failpoints: str = ""
 
@@ -115,6 +173,16 @@ class _Env:
         if value < minimum:
             raise ConfigError(f"{name}: must be >= {minimum}, got {value}")
         return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: {raw!r} is not a boolean (true/false)")
 
     def duration(self, name: str, default: float) -> float:
         raw = self._env.get(name, "").strip()
@@ -161,5 +229,65 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max_range_days=e.int("METERLINE_API_MAX_RANGE_DAYS", ApiSettings.max_range_days, minimum=1),
             url=e.str("METERLINE_API_URL", f"http://127.0.0.1:{e.int('METERLINE_WEB_PORT', WebSettings.port)}"),
         ),
+        ingest=_ingest_settings(e),
+        alerts=_load_alert_settings(e),
         failpoints=e.str("METERLINE_FAILPOINTS", ""),
+    )
+
+
+def _ingest_settings(e: _Env) -> IngestSettings:
+    tokens = tuple(t.strip() for t in e.str("METERLINE_INGEST_TOKENS", "").split(",") if t.strip())
+    return IngestSettings(
+        host=e.str("METERLINE_INGEST_HOST", IngestSettings.host),
+        port=e.int("METERLINE_INGEST_PORT", IngestSettings.port),
+        tokens=tokens,
+        max_body_bytes=e.int("METERLINE_INGEST_MAX_BODY_BYTES", IngestSettings.max_body_bytes, minimum=1024),
+        linger_s=e.duration("METERLINE_INGEST_LINGER", IngestSettings.linger_s),
+        produce_timeout_s=e.duration("METERLINE_INGEST_PRODUCE_TIMEOUT", IngestSettings.produce_timeout_s),
+    )
+
+
+def _load_alert_settings(e: _Env) -> AlertSettings:
+    """``METERLINE_ALERTS_*``; floors and factors accept decimals."""
+    d = AlertSettings
+    rules_file = e.str("METERLINE_ALERTS_RULES_FILE", "")
+
+    def number(name: str, default: float) -> float:
+        raw = e.str(f"METERLINE_ALERTS_{name}", "")
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            raise ConfigError(f"METERLINE_ALERTS_{name}: {raw!r} is not a number") from None
+        if not value >= 0:
+            raise ConfigError(f"METERLINE_ALERTS_{name}: must be >= 0, got {raw}")
+        return value
+
+    return AlertSettings(
+        interval_s=e.duration("METERLINE_ALERTS_INTERVAL", d.interval_s),
+        in_worker=e.bool("METERLINE_ALERTS_IN_WORKER", d.in_worker),
+        history_hours=e.int("METERLINE_ALERTS_HISTORY_HOURS", d.history_hours, minimum=24),
+        min_history_hours=e.int("METERLINE_ALERTS_MIN_HISTORY_HOURS", d.min_history_hours, minimum=1),
+        factor=number("FACTOR", d.factor),
+        mad_k=number("MAD_K", d.mad_k),
+        min_tokens=number("MIN_TOKENS", d.min_tokens),
+        min_requests=number("MIN_REQUESTS", d.min_requests),
+        min_cost_usd=number("MIN_COST_USD", d.min_cost_usd),
+        new_key_tokens=number("NEW_KEY_TOKENS", d.new_key_tokens),
+        new_key_requests=number("NEW_KEY_REQUESTS", d.new_key_requests),
+        new_key_cost_usd=number("NEW_KEY_COST_USD", d.new_key_cost_usd),
+        rules_file=Path(rules_file).expanduser() if rules_file else None,
+        severity=e.str("METERLINE_ALERTS_SEVERITY", d.severity),
+        resolve_after_runs=e.int("METERLINE_ALERTS_RESOLVE_AFTER_RUNS", d.resolve_after_runs, minimum=1),
+        renotify_interval_s=e.duration("METERLINE_ALERTS_RENOTIFY_INTERVAL", d.renotify_interval_s),
+        alertmanager_url=e.str("METERLINE_ALERTS_ALERTMANAGER_URL", ""),
+        webhook_url=e.str("METERLINE_ALERTS_WEBHOOK_URL", ""),
+        slack_webhook_url=e.str("METERLINE_ALERTS_SLACK_WEBHOOK_URL", ""),
+        pagerduty_routing_key=e.str("METERLINE_ALERTS_PAGERDUTY_ROUTING_KEY", ""),
+        pagerduty_url=e.str("METERLINE_ALERTS_PAGERDUTY_URL", d.pagerduty_url),
+        grafana_url=e.str("METERLINE_ALERTS_GRAFANA_URL", "").rstrip("/"),
+        dashboard_url_template=e.str("METERLINE_ALERTS_DASHBOARD_URL_TEMPLATE", d.dashboard_url_template),
+        runbook_url=e.str("METERLINE_ALERTS_RUNBOOK_URL", ""),
+        delivery_attempts=e.int("METERLINE_ALERTS_DELIVERY_ATTEMPTS", d.delivery_attempts, minimum=1),
+        delivery_timeout_s=e.duration("METERLINE_ALERTS_DELIVERY_TIMEOUT", d.delivery_timeout_s),
+        metrics_port=e.int("METERLINE_ALERTS_METRICS_PORT", d.metrics_port),
     )

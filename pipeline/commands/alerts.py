@@ -1,0 +1,134 @@
+"""Alert commands: ``alerts run [--once] [--interval 60s]`` (the spike detector as its own process) and
+``alerts list`` (open alerts from the alert state). See docs/alerts.md.
+
+Both need the ClickHouse store itself. An embedded chDB folder opens in one process only: when a running
+worker holds it, that worker runs the alerts itself, so these commands say so and stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from prometheus_client import CollectorRegistry, start_http_server
+
+from pipeline.alerts.runner import AlertRunner, RunReport
+from pipeline.alerts.state import AlertRecord, AlertStateStore
+from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy
+from pipeline.config import Settings, load_settings, parse_duration
+
+_UNKNOWN_TABLE = "code: 60"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    alerts = subparsers.add_parser("alerts", help="usage-spike alerts: run the detector, list open alerts")
+    actions = alerts.add_subparsers(dest="alerts_action", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="detect spikes and deliver alerts, every --interval (or --once)")
+    run.add_argument("--once", action="store_true", help="one pass, then exit")
+    run.add_argument("--interval", help="time between passes, e.g. 60s or 5m (default METERLINE_ALERTS_INTERVAL)")
+    run.set_defaults(handler=run_alerts)
+    listing = actions.add_parser("list", help="open alerts, from the alert state in ClickHouse")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=list_alerts)
+
+
+def run_alerts(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    interval_s = parse_duration(args.interval, "--interval") if args.interval else settings.alerts.interval_s
+    if interval_s <= 0:
+        print("meterline: --interval must be more than 0", file=sys.stderr)
+        return 2
+    registry = CollectorRegistry()
+
+    async def work(clickhouse: ClickHouse) -> int:
+        runner = AlertRunner.from_settings(clickhouse, settings.alerts, registry)
+        if not runner.channels:
+            print("meterline: no alert channel is configured (METERLINE_ALERTS_*_URL / PAGERDUTY_ROUTING_KEY): "
+                  "alerts are detected and recorded, not sent", file=sys.stderr)
+        try:
+            if args.once:
+                print(render_report(await runner.run_once()))
+            else:
+                await runner.run_forever(interval_s, _stop_on_signals())
+        finally:
+            await runner.close()
+        return 0
+
+    if settings.alerts.metrics_port and not args.once:
+        start_http_server(settings.alerts.metrics_port, registry=registry)
+    return _with_store(settings, work)
+
+
+def list_alerts(args: argparse.Namespace) -> int:
+    settings = load_settings()
+
+    async def work(clickhouse: ClickHouse) -> int:
+        records = await AlertStateStore(clickhouse).list_open()
+        print(json.dumps([_jsonable(r) for r in records], indent=2) if args.json else render_alerts(records))
+        return 0
+
+    return _with_store(settings, work)
+
+
+def _with_store(settings: Settings, work) -> int:
+    """Opens the store, runs ``work`` on it, and turns the expected failures into one clear line."""
+    try:
+        clickhouse = ClickHouse.open(settings.clickhouse.url)
+    except EmbeddedStoreBusy:
+        print("meterline: the embedded ClickHouse store is in use by another process (a running worker). The "
+              "worker runs the spike alerts itself, so nothing is needed here; to run alerts as a separate "
+              "process, point METERLINE_CLICKHOUSE_URL at a ClickHouse server.", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(work(clickhouse))
+    except ClickHouseError as error:
+        if _UNKNOWN_TABLE in str(error).lower() or "unknown_table" in str(error).lower():
+            print("meterline: the alert tables are missing: run `meterline migrate` first", file=sys.stderr)
+        else:
+            print(f"meterline: ClickHouse failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        clickhouse.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def render_report(report: RunReport) -> str:
+    lines = [f"alert run: {report.findings} series above threshold, {report.open_alerts} open alerts "
+             f"({report.seconds:.2f}s)"]
+    lines += [f"  opened   {k.api_key_id} model={k.model} metric={k.metric}" for k in report.opened]
+    lines += [f"  resolved {k.api_key_id} model={k.model} metric={k.metric}" for k in report.resolved]
+    for channel, count in sorted(report.delivered.items()):
+        lines.append(f"  sent {count} to {channel}")
+    for channel, count in sorted(report.failures.items()):
+        lines.append(f"  {count} failed deliveries to {channel} (retried next run)")
+    return "\n".join(lines)
+
+
+def render_alerts(records: list[AlertRecord]) -> str:
+    if not records:
+        return "no open alerts"
+    lines = [f"{'opened (UTC)':<20} {'api_key_id':<24} {'model':<20} {'metric':<9} {'severity':<9} "
+             f"{'value/h':>14} {'threshold/h':>14} rule      told"]
+    for r in records:
+        told = ",".join(sorted(c for c, phase in r.delivered.items() if phase == "firing")) or "-"
+        lines.append(f"{r.opened_at:%Y-%m-%d %H:%M:%S}  {r.key.api_key_id[:24]:<24} {r.key.model[:20]:<20} "
+                     f"{r.key.metric:<9} {r.severity:<9} {r.value:>14,.2f} {r.threshold:>14,.2f} {r.rule:<9} {told}")
+    return "\n".join(lines)
+
+
+def _jsonable(record: AlertRecord) -> dict:
+    return {"api_key_id": record.key.api_key_id, "model": record.key.model, "metric": record.key.metric,
+            "severity": record.severity, "rule": record.rule, "reason": record.reason,
+            "opened_at": record.opened_at.isoformat(), "value": record.value, "peak": record.peak,
+            "threshold": record.threshold, "baseline": record.baseline, "delivered": record.delivered}
