@@ -1,0 +1,175 @@
+"""What every adapter shares: the shape of its output, body parsing, and small field readers.
+
+An adapter turns one HTTP body into *candidate* contract v1 events. It never decides validity on its own
+where the contract can: candidates go through :class:`pipeline.contract.ContractDecoder` afterwards, so a
+reason such as ``missing_field`` or ``inconsistent_tokens`` means the same thing here as in the pipeline.
+Candidates are built from known fields only; nothing else in a payload (headers, prompts, secrets) is
+ever copied into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+import msgspec
+
+# Floats are parsed as Decimal so that costs and fractional epoch seconds stay exact.
+_DOCUMENT = msgspec.json.Decoder(float_hook=Decimal)
+_COST_QUANTUM = Decimal(1).scaleb(-18)  # the contract keeps at most 18 decimal places
+# Beyond these magnitudes a value is nonsense; checked before any conversion, which for a Decimal such as
+# 1e999999999 would build a number of a billion digits.
+MAX_SECONDS_DIGITS = 12  # epoch seconds < 10**13 (the contract's own bound is in milliseconds)
+MAX_COST_DIGITS = 20  # the contract's integer part
+NDJSON = "application/x-ndjson"
+
+
+class BodyError(ValueError):
+    """The body as a whole cannot be read (HTTP 400); ``reason`` uses the contract's vocabulary."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+class ItemError(ValueError):
+    """One record of the body cannot become an event; the others still can."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A would-be contract event: the raw JSON of one event (``bytes``) or its fields (``dict``)."""
+
+    index: int  # position of its record in the request (see each adapter for what a record is)
+    value: bytes | dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclass
+class Mapped:
+    """An adapter's verdict on one body."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    skipped: int = 0  # records that are not usage at all (e.g. non-LLM spans): neither counted nor rejected
+
+
+def parse_document(body: bytes) -> Any:
+    """The JSON body as Python objects (floats as Decimal)."""
+    try:
+        return _DOCUMENT.decode(body)
+    except msgspec.DecodeError as error:
+        raise BodyError("invalid_json", str(error)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An NDJSON line that is not JSON: rejected on its own, the other lines still count."""
+
+    detail: str
+
+
+def ndjson_lines(body: bytes) -> list[bytes]:
+    return [line for line in body.splitlines() if line.strip()]
+
+
+def parse_records(body: bytes, content_type: str) -> list[Any]:
+    """Records of a body holding one JSON object, a JSON array of them, or NDJSON (one per line)."""
+    if content_type == NDJSON:
+        records = [_parse_line(line) for line in ndjson_lines(body)]
+    else:
+        document = parse_document(body)
+        records = document if isinstance(document, list) else [document]
+    if not records:
+        raise BodyError("empty_batch", "the body holds no record")
+    return records
+
+
+def _parse_line(line: bytes) -> Any:
+    try:
+        return _DOCUMENT.decode(line)
+    except msgspec.DecodeError as error:
+        return Unreadable(str(error))
+
+
+def map_each(records: Iterable[Any], map_record: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Mapped:
+    """Apply ``map_record(record) -> dict | None`` to every record; None means "not usage, skip"."""
+    mapped = Mapped()
+    for index, record in enumerate(records):
+        try:
+            if isinstance(record, Unreadable):
+                raise ItemError("invalid_json", record.detail)
+            if not isinstance(record, dict):
+                raise ItemError("not_an_object", "a record must be a JSON object")
+            event = map_record(record)
+        except ItemError as error:
+            mapped.problems.append(Problem(index, error.reason, error.detail))
+            continue
+        if event is None:
+            mapped.skipped += 1
+        else:
+            mapped.candidates.append(Candidate(index, event))
+    return mapped
+
+
+def dig(obj: Any, *path: str) -> Any:
+    """``obj[path[0]][path[1]]...``, or None where any level is absent or not an object."""
+    for name in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(name)
+    return obj
+
+
+def first(*values: Any) -> Any:
+    """The first value that is not None (0 and "" count as present)."""
+    return next((value for value in values if value is not None), None)
+
+
+def without_none(fields: dict[str, Any]) -> dict[str, Any]:
+    """Absent stays absent, so the contract reports ``missing_field`` rather than a null."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def seconds_to_ms(value: Any, name: str) -> int | None:
+    """Epoch seconds (int, Decimal or numeric string) as integer milliseconds, truncated."""
+    if value is None:
+        return None
+    try:
+        seconds = Decimal(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else value
+        if not isinstance(seconds, Decimal) or not seconds.is_finite() or seconds < 0 \
+                or seconds.adjusted() >= MAX_SECONDS_DIGITS:
+            raise InvalidOperation
+        return int(seconds * 1000)
+    except (InvalidOperation, ValueError):
+        raise ItemError("invalid_field", f"`{name}` must be epoch seconds") from None
+
+
+def cost_text(value: Any, name: str) -> str | None:
+    """A non-negative cost as the contract's plain decimal string (never through a float)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
+        raise ItemError("invalid_field", f"`{name}` must be a number")
+    try:
+        cost = Decimal(value)
+    except InvalidOperation:
+        raise ItemError("invalid_field", f"`{name}` must be a number") from None
+    if not cost.is_finite() or cost < 0 or cost.adjusted() >= MAX_COST_DIGITS:
+        raise ItemError("invalid_field", f"`{name}` must be a non-negative number below 10^20")
+    if cost.as_tuple().exponent < -18:  # more places than the contract keeps: rounded half-even
+        cost = cost.quantize(_COST_QUANTUM, rounding=ROUND_HALF_EVEN)
+    text = format(cost, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

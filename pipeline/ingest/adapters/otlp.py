@@ -1,0 +1,108 @@
+"""OpenTelemetry GenAI spans received as OTLP/HTTP JSON (an ExportTraceServiceRequest).
+
+A record is one span, numbered in document order (resourceSpans -> scopeSpans -> spans). Only inference
+spans carry usage that belongs to one LLM request: spans whose ``gen_ai.operation.name`` is an inference
+operation (or is absent, as in older instrumentations) and that hold ``gen_ai.usage.input_tokens`` or
+``gen_ai.usage.output_tokens``. Everything else (HTTP spans, tools, and ``invoke_agent`` spans, which
+repeat the sum of their children's usage) is skipped, never counted twice.
+
+Semantic conventions: ``gen_ai.usage.input_tokens`` SHOULD include all input tokens, cached ones
+included, and the cache read/creation counts SHOULD be included in it; reasoning SHOULD be included in
+``gen_ai.usage.output_tokens``. Those are the contract's semantics, so the numbers are copied as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.ingest.adapters.base import BodyError, Candidate, ItemError, Mapped, Problem, first, \
+    parse_document, without_none
+from pipeline.ingest.adapters.otlp_values import Attributes, attributes_of, int_of
+
+INFERENCE_OPERATIONS = frozenset({"chat", "generate_content", "text_completion", "embeddings"})
+USAGE_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
+STATUS_ERROR = (2, "STATUS_CODE_ERROR")
+# meterline's own attributes, looked up on the span first, then on its resource.
+REQUEST_ID, API_KEY_ID = "meterline.request_id", "meterline.api_key_id"
+ORG_ID, PROJECT_ID = "meterline.org_id", "meterline.project_id"
+
+
+class OtlpTracesAdapter:
+    name = "otlp"
+
+    def map(self, body: bytes, content_type: str) -> Mapped:
+        document = parse_document(body)
+        if not isinstance(document, dict):
+            raise BodyError("not_an_object", "an ExportTraceServiceRequest must be a JSON object")
+        mapped = Mapped()
+        for index, (resource, span) in enumerate(_spans(document)):
+            try:
+                event = map_span(span, resource)
+            except ItemError as error:
+                mapped.problems.append(Problem(index, error.reason, error.detail))
+                continue
+            if event is None:
+                mapped.skipped += 1
+            else:
+                mapped.candidates.append(Candidate(index, event))
+        return mapped
+
+
+def _spans(document: dict[str, Any]):
+    """(resource attributes, span) for every span, in document order."""
+    for resource_spans in _list(document.get("resourceSpans")):
+        resource = attributes_of(_dict(resource_spans.get("resource")).get("attributes"))
+        for scope_spans in _list(resource_spans.get("scopeSpans")):
+            for span in _list(scope_spans.get("spans")):
+                yield resource, span
+
+
+def map_span(span: Any, resource: Attributes) -> dict[str, Any] | None:
+    if not isinstance(span, dict):
+        raise ItemError("not_an_object", "a span must be a JSON object")
+    attrs = attributes_of(span.get("attributes"))
+    operation = attrs.get("gen_ai.operation.name")
+    if not any(key in attrs for key in USAGE_KEYS) or (operation is not None and operation not in INFERENCE_OPERATIONS):
+        return None
+    end_ns = int_of(span.get("endTimeUnixNano"), "endTimeUnixNano")
+    start_ns = int_of(span.get("startTimeUnixNano"), "startTimeUnixNano")
+    event = {
+        "request_id": first(attrs.get(REQUEST_ID), _span_request_id(span)),
+        "api_key_id": first(attrs.get(API_KEY_ID), resource.get(API_KEY_ID)),
+        "model": first(attrs.get("gen_ai.response.model"), attrs.get("gen_ai.request.model")),
+        "provider": first(attrs.get("gen_ai.provider.name"), attrs.get("gen_ai.system")),
+        "timestamp": None if end_ns is None else end_ns // 1_000_000,
+        # An embeddings span has no output tokens; a span with only outputs has no inputs.
+        "input_tokens": first(_tokens(attrs, "gen_ai.usage.input_tokens"), 0),
+        "output_tokens": first(_tokens(attrs, "gen_ai.usage.output_tokens"), 0),
+        "cache_read_tokens": _tokens(attrs, "gen_ai.usage.cache_read.input_tokens"),
+        "cache_write_tokens": _tokens(attrs, "gen_ai.usage.cache_creation.input_tokens"),
+        "reasoning_tokens": _tokens(attrs, "gen_ai.usage.reasoning.output_tokens"),
+        "org_id": first(attrs.get(ORG_ID), resource.get(ORG_ID)),
+        "project_id": first(attrs.get(PROJECT_ID), resource.get(PROJECT_ID)),
+        "status": "error" if _dict(span.get("status")).get("code") in STATUS_ERROR else "ok",
+        "latency_ms": None if end_ns is None or start_ns is None or end_ns < start_ns
+        else (end_ns - start_ns) // 1_000_000,
+    }
+    return without_none(event)
+
+
+def _span_request_id(span: dict[str, Any]) -> str | None:
+    """``<traceId>:<spanId>``: a 64-bit span id alone could collide across traces; an exporter's retry
+    repeats both, so the worker's deduplication still recognises it."""
+    trace_id, span_id = span.get("traceId"), span.get("spanId")
+    if not (isinstance(trace_id, str) and isinstance(span_id, str) and trace_id and span_id):
+        return None
+    return f"{trace_id.lower()}:{span_id.lower()}"
+
+
+def _tokens(attrs: Attributes, key: str) -> int | None:
+    return int_of(attrs.get(key), key)
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}

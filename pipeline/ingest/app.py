@@ -1,0 +1,164 @@
+"""The collector's HTTP application: authenticate, map, validate, queue for Kafka, answer after the ack.
+
+A 2xx means every accepted event of the request is acknowledged by Kafka (acks=all): durable. Any Kafka
+trouble (a send error, or no acknowledgement within the produce timeout) answers 503 with Retry-After, and
+the client retries the whole request; events of it that did land are recognised by their request_id and
+counted once by the worker. Nothing is ever answered 2xx before its acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+
+from pipeline.config import IngestSettings
+from pipeline.ingest.adapters.base import BodyError, Problem
+from pipeline.ingest.batcher import KeyedBatcher
+from pipeline.ingest.metrics import IngestMetrics
+from pipeline.ingest.routes import JSON, Route, build_routes
+from pipeline.ingest.validation import EventValidator, Verdict
+from pipeline.metrics import CONTENT_TYPE_LATEST
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = 1
+# Past this many events waiting for Kafka, new requests are turned away (503) instead of queueing memory.
+MAX_UNACKED_EVENTS = 1_000_000
+_encode = msgspec.json.Encoder().encode
+
+
+class Answer(Exception):
+    """A response (status, JSON body, headers); raised to end a request early."""
+
+    def __init__(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+class Collector:
+    def __init__(self, settings: IngestSettings, validator: EventValidator, batcher: KeyedBatcher,
+                 metrics: IngestMetrics) -> None:
+        self._settings = settings
+        self._validator = validator
+        self._batcher = batcher
+        self._metrics = metrics
+        self._tokens = [token.encode() for token in settings.tokens]
+        self._kafka_ok = True  # how the last produce went; reported by /healthz
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=self._settings.max_body_bytes)
+        for route in build_routes():
+            app.router.add_post(route.path, self._handler(route))
+        app.router.add_get("/healthz", self._health)
+        app.router.add_get("/metrics", self._metrics_page)
+        return app
+
+    def _handler(self, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                answer = await self._process(request, route)
+            except Answer as early:
+                answer = early
+            self._metrics.requests.labels(route.name, f"{answer.status // 100}xx").inc()
+            return web.Response(status=answer.status, body=_encode(answer.body), headers=answer.headers,
+                                content_type="application/json")
+        return handle
+
+    async def _process(self, request: web.Request, route: Route) -> Answer:
+        self._authenticate(request)
+        # Without a Content-Type header aiohttp reports application/octet-stream; JSON is meant.
+        content_type = request.content_type if "Content-Type" in request.headers else JSON
+        adapter = route.adapter_for(content_type)
+        if adapter is None:
+            raise Answer(415, _error("unsupported_media_type", f"{route.path} does not read {content_type}"))
+        body = await self._read(request)
+        try:
+            verdict = self._validator.judge(mapped := adapter.map(body, content_type))
+        except BodyError as error:
+            raise Answer(400, _error(error.reason, error.detail)) from None
+        self._count_rejections(route, verdict.rejected, mapped.skipped)
+        if verdict.rejected and request.query.get("atomic", "").lower() in ("true", "1"):
+            raise Answer(400, _summary(0, verdict.rejected))
+        await self._produce(verdict)
+        self._metrics.events_accepted.labels(route.name).inc(len(verdict.accepted))
+        if route.otlp:
+            return Answer(200, _otlp_summary(verdict.rejected))
+        return Answer(200, _summary(len(verdict.accepted), verdict.rejected))
+
+    def _authenticate(self, request: web.Request) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        given = token.strip().encode()
+        # Every configured token is compared, in constant time, so timing tells nothing about any of them.
+        matches = [hmac.compare_digest(given, known) for known in self._tokens]
+        if scheme.lower() != "bearer" or not any(matches):
+            raise Answer(401, _error("unauthorized", "an ingest token is required: Authorization: Bearer <token>"),
+                         {"WWW-Authenticate": 'Bearer realm="meterline-ingest"'})
+
+    async def _read(self, request: web.Request) -> bytes:
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise Answer(413, _error("body_too_large", f"the body exceeds {self._settings.max_body_bytes} "
+                                                       "bytes; split it into several requests")) from None
+
+    async def _produce(self, verdict: Verdict) -> None:
+        """Returns once Kafka has acknowledged every accepted event; raises a 503 Answer otherwise."""
+        if not verdict.accepted:
+            return
+        if self._batcher.unacked + len(verdict.accepted) > MAX_UNACKED_EVENTS:
+            raise self._unavailable("overloaded", "too many events are waiting for Kafka")
+        started = time.perf_counter()
+        add = self._batcher.add
+        waiting = {add(key, event) for key, event in verdict.accepted}
+        self._metrics.unacked_events.set(self._batcher.unacked)
+        # asyncio.wait never cancels what it waits for: other requests share these messages.
+        done, pending = await asyncio.wait(waiting, timeout=self._settings.produce_timeout_s)
+        failed = [future.exception() for future in done if future.exception() is not None]
+        self._kafka_ok = not pending and not failed
+        if pending or failed:
+            reason = "kafka did not acknowledge in time" if pending else f"kafka refused: {failed[0]!r}"
+            log.warning("answering 503: %s", reason)
+            raise self._unavailable("kafka_unavailable", reason)
+        self._metrics.produce_seconds.observe(time.perf_counter() - started)
+
+    def _unavailable(self, error: str, detail: str) -> Answer:
+        self._metrics.produce_errors.inc()
+        return Answer(503, _error(error, detail + "; retry the whole request (its events are deduplicated)"),
+                      {"Retry-After": str(RETRY_AFTER_S)})
+
+    def _count_rejections(self, route: Route, rejected: list[Problem], skipped: int) -> None:
+        for problem in rejected:
+            self._metrics.events_rejected.labels(route.name, problem.reason).inc()
+        if skipped:
+            self._metrics.records_skipped.labels(route.name).inc(skipped)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        # Serving at all means the producer is started; Kafka's state is reported, not judged: taking the
+        # collector out of rotation while Kafka is down would not make Kafka come back sooner.
+        return web.json_response({"status": "ok", "kafka": "ok" if self._kafka_ok else "failing"})
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        self._metrics.unacked_events.set(self._batcher.unacked)
+        return web.Response(body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _error(error: str, detail: str) -> dict:
+    return {"error": error, "detail": detail}
+
+
+def _summary(accepted: int, rejected: list[Problem]) -> dict:
+    return {"accepted": accepted, "rejected": [{"index": p.index, "reason": p.reason, "detail": p.detail}
+                                             for p in rejected]}
+
+
+def _otlp_summary(rejected: list[Problem]) -> dict:
+    """OTLP/HTTP's ExportTraceServiceResponse: a partial success names the rejected spans."""
+    if not rejected:
+        return {}
+    listed = "; ".join(f"span {p.index}: {p.reason}: {p.detail}" for p in rejected[:20])
+    return {"partialSuccess": {"rejectedSpans": len(rejected), "errorMessage": listed}}
