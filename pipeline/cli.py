@@ -14,6 +14,7 @@ from pipeline.config import ConfigError
 COMMAND_MODULES = (
     "pipeline.commands.core",
     "pipeline.commands.alerts",
+    "pipeline.commands.api",
     "pipeline.commands.collect",
     "pipeline.commands.usage",
 )

@@ -1,0 +1,63 @@
+"""``meterline api``: the usage HTTP API (docs/usage-queries.md) as a service of its own, reading a ClickHouse
+server (``METERLINE_CLICKHOUSE_URL=http://user:pass@host:8123/db``), so it scales apart from the workers.
+
+Serves ``/api/v1/...`` and ``/healthz`` (200 while ClickHouse answers, else 503) on ``METERLINE_WEB_HOST`` /
+``METERLINE_WEB_PORT``. An embedded ``chdb://`` store works too, but only while no worker holds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aiohttp import web
+
+from pipeline.api import create_api_app
+from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy
+from pipeline.config import Settings, load_settings
+from pipeline.query import UsageQueries
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    api = subparsers.add_parser("api", help="serve the usage HTTP API (/api/v1/..., /healthz) from ClickHouse")
+    api.set_defaults(handler=run_api)
+
+
+def build_app(settings: Settings, clickhouse: ClickHouse) -> web.Application:
+    app = create_api_app(UsageQueries(clickhouse.client), clickhouse.run, settings.api)
+
+    async def health(request: web.Request) -> web.Response:
+        try:
+            await clickhouse.run(clickhouse.client.command, "SELECT 1")
+        except Exception as error:  # any failure means "not able to answer": report it, do not crash
+            log.warning("health check: ClickHouse did not answer: %s", error)
+            return web.json_response({"status": "clickhouse unavailable"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def close_clickhouse(app: web.Application) -> None:
+        clickhouse.close()
+
+    app.router.add_get("/healthz", health)
+    app.on_cleanup.append(close_clickhouse)
+    return app
+
+
+def run_api(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not settings.api.admin_token and not settings.api.token_secret:
+        log.warning("neither METERLINE_API_ADMIN_TOKEN nor METERLINE_API_TOKEN_SECRET is set: every request "
+                    "will be refused (401)")
+    try:
+        clickhouse = ClickHouse.open(settings.clickhouse.url)
+    except EmbeddedStoreBusy as busy:
+        print(f"meterline: {busy}", file=sys.stderr)
+        return 1
+    log.info("usage API on http://%s:%s/api/v1/ (ClickHouse %s)", settings.web.host, settings.web.port,
+             "embedded" if settings.clickhouse.embedded else "server")
+    # run_app stops cleanly on SIGINT and SIGTERM (docker stop), running on_cleanup (closes ClickHouse).
+    web.run_app(build_app(settings, clickhouse), host=settings.web.host, port=settings.web.port,
+                access_log=None, print=None)
+    return 0
