@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import faust
 from aiohttp import web
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from agents.buffers import PartitionBuffers
 from agents.metering import MeteringAgent
 from agents.web import WebServer, base_app
+from pipeline.alerts.runner import AlertRunner
 from pipeline.api import add_api_routes
 from pipeline.brokers import create_topics
 from pipeline.clickhouse import ClickHouse
@@ -41,6 +43,7 @@ class Worker:
     clickhouse: ClickHouse
     reader: ClickHouse
     metrics: PipelineMetrics
+    alerts: AlertRunner | None
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -90,7 +93,31 @@ def build_worker(settings: Settings, clickhouse: ClickHouse, reader: ClickHouse)
     web.router.add_get("/progress", _progress_handler(agent, meter))
     add_api_routes(web, UsageQueries(reader.client), reader.run, settings.api)
     app.web_server(WebServer(web, settings.web.host, settings.web.port))
-    return Worker(app, agent, clickhouse, reader, metrics)
+    alerts = _schedule_alerts(app, settings, reader, metrics) if settings.alerts.in_worker else None
+    return Worker(app, agent, clickhouse, reader, metrics, alerts)
+
+
+def _schedule_alerts(app: faust.App, settings: Settings, reader: ClickHouse, metrics: PipelineMetrics) -> AlertRunner:
+    """The spike detector on a leader timer: one runner per consumer group, reading through ``reader``."""
+    runner = AlertRunner.from_settings(reader, settings.alerts, metrics.registry)
+
+    @app.timer(settings.alerts.interval_s, on_leader=True)
+    async def detect_spikes() -> None:
+        try:
+            report = await runner.run_once()
+        except Exception:  # a failed run is retried at the next tick; it must never stop metering
+            log.exception("alert run failed")
+            return
+        for key in report.opened:
+            log.warning("alert opened: %s model=%s metric=%s", key.api_key_id, key.model, key.metric)
+        for key in report.resolved:
+            log.warning("alert resolved: %s model=%s metric=%s", key.api_key_id, key.model, key.metric)
+
+    @app.on_before_shutdown.connect
+    async def close_alerts(sender, **kwargs) -> None:
+        await runner.close()
+
+    return runner
 
 
 def _progress_handler(agent: MeteringAgent, meter: Meter):
@@ -121,15 +148,19 @@ def prepare(settings: Settings, clickhouse: ClickHouse) -> None:
                               replication=k.replication_factor))
 
 
-def run_worker(settings: Settings) -> int:
+def run_worker(settings: Settings, extend: Callable[[Worker], None] | None = None, loglevel: str = "INFO") -> int:
+    """Runs the worker until SIGINT/SIGTERM. ``extend`` may add tasks to it first (the quick start does)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _tune_garbage_collector()
     clickhouse = ClickHouse.open(settings.clickhouse.url, create_database=True)
     reader = ClickHouse.open(settings.clickhouse.url)
     try:
         prepare(settings, clickhouse)
         worker = build_worker(settings, clickhouse, reader)
-        faust.Worker(worker.app, loglevel="INFO", redirect_stdouts=False).execute_from_commandline()
+        if extend is not None:
+            extend(worker)
+        _tune_garbage_collector()
+        quiet = loglevel.upper() != "INFO"  # the quick start prints its own status instead of Faust's banner
+        faust.Worker(worker.app, loglevel=loglevel, redirect_stdouts=False, quiet=quiet).execute_from_commandline()
     finally:
         reader.close()
         clickhouse.close()

@@ -161,6 +161,9 @@ class TansuBroker(_ContextManaged):
             [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C in the terminal reaches the worker, which stops first; the broker
+            # is stopped after it, so the worker's consumer never loses its broker while shutting down.
+            start_new_session=True,
         )
         self._bootstrap = url.removeprefix("tcp://")
         try:

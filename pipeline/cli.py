@@ -13,6 +13,8 @@ from pipeline.config import ConfigError
 # Modules that contribute subcommands, in the order `meterline --help` lists them.
 COMMAND_MODULES = (
     "pipeline.commands.core",
+    "pipeline.commands.demo",
+    "pipeline.commands.produce",
     "pipeline.commands.alerts",
     "pipeline.commands.api",
     "pipeline.commands.collect",
