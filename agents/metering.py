@@ -70,16 +70,23 @@ class MeteringAgent:
                 return
 
     async def flush(self) -> None:
+        """One flush cycle. Partitions are prepared one after the other (Python work, one at a time) while
+        the writes of those already prepared run on the ClickHouse thread, in order: the inserts, which
+        release the GIL, overlap the next partition's preparation."""
         async with self._flush_lock:
-            # Partitions flush concurrently: one's Python work overlaps another's ClickHouse insert.
-            await asyncio.gather(*(self._flush_partition(p, messages) for p, messages in self._buffers.take().items()))
+            writes = []
+            for partition, messages in self._buffers.take().items():
+                prepared = await self._meter.prepare(partition, messages)
+                if prepared is not None:
+                    writes.append(asyncio.create_task(self._write(prepared, messages[-1].offset)))
+            await asyncio.gather(*writes)
             await self._update_lag()
 
-    async def _flush_partition(self, partition: int, messages: list) -> None:
+    async def _write(self, prepared, last_buffered: int) -> None:
         try:
-            await self._meter.flush(partition, messages)
+            await self._meter.write(prepared)
         except FencedError as fence:
-            await self._resume_after_fence(partition, fence, messages[-1].offset)
+            await self._resume_after_fence(prepared.flush.partition, fence, last_buffered)
 
     async def _resume_after_fence(self, partition: int, fence: FencedError, last_buffered: int) -> None:
         """Another worker counted this partition up to ``fence.found``; continue right after it."""

@@ -51,7 +51,8 @@ async def run_worker(bootstrap: str, topic: str, n_messages: int, workdir: Path,
     """Seconds from the first worker being positioned until every message's offset is committed."""
     url = url or f"chdb://{workdir / 'clickhouse'}"
     procs = [WorkerProcess(workdir / f"w{i}", bootstrap, topic, url, group=f"g-{topic}", flush_interval="1s",
-                           extra_env={"METERLINE_KAFKA_SESSION_TIMEOUT": "10s"}).start() for i in range(workers)]
+                           extra_env={"METERLINE_KAFKA_SESSION_TIMEOUT": "10s", "METERLINE_ALERTS_IN_WORKER": "false"}).start()
+             for i in range(workers)]
     try:
         ends = await partition_ends(bootstrap, topic)
         started = None

@@ -22,8 +22,8 @@ from pipeline.dedup import SeenRequests, request_id_hashes
 from pipeline.failpoints import Failpoints
 from pipeline.metrics import PipelineMetrics
 from pipeline.rollup import COUNTED, DUPLICATE, HOUR_MS, REJECTED, REQUESTS, UNPRICED, VERSION, DeadLetter, \
-    RawMessage, RollupBuilder, TimeBounds
-from pipeline.sink import NO_PROGRESS, FencedError, FlushRange, RollupWriter
+    RawMessage, Rollup, RollupBuilder, TimeBounds
+from pipeline.sink import NO_PROGRESS, EncodedFlush, FencedError, FlushRange, RollupWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,6 +35,17 @@ DeadLetterSender = Callable[[int, Sequence[DeadLetter]], Awaitable[None]]
 class PartitionState:
     progress: int  # last offset whose effect is committed in ClickHouse; NO_PROGRESS when none
     seen: SeenRequests
+
+
+@dataclass(frozen=True)
+class PreparedFlush:
+    state: PartitionState
+    flush: FlushRange
+    rollup: Rollup
+    encoded: EncodedFlush
+    messages: int
+    bounds: TimeBounds
+    started: float
 
 
 @dataclass(frozen=True)
@@ -94,11 +105,17 @@ class Meter:
 
     async def flush(self, partition: int, messages: Sequence[RawMessage]) -> int:
         """Counts ``messages`` (ascending offsets) exactly once; returns the partition's committed offset."""
+        prepared = await self.prepare(partition, messages)
+        return await self.write(prepared) if prepared is not None else (await self.state(partition)).progress
+
+    async def prepare(self, partition: int, messages: Sequence[RawMessage]) -> PreparedFlush | None:
+        """Everything before the writes: validate, dedup, price, group, dead-letter, encode. None when
+        every message is already counted."""
         started = time.perf_counter()
         state = await self.state(partition)
         fresh = [m for m in messages if m.offset > state.progress]
         if not fresh:
-            return state.progress
+            return None
         bounds = self._bounds()
         draft = await self._on_cpu(self._builder.draft, fresh, bounds, state.seen)
         confirmed = set()
@@ -110,21 +127,27 @@ class Meter:
             self._failpoints.hit("after_dead_letters")
         flush = FlushRange(partition, fresh[0].offset, fresh[-1].offset, state.progress)
         encoded = await self._on_cpu(self._writer.encode, flush, rollup)
+        return PreparedFlush(state, flush, rollup, encoded, len(fresh), bounds, started)
+
+    async def write(self, prepared: PreparedFlush) -> int:
+        """The writes of a prepared flush (request ids, then the atomic commit); the partition's progress."""
+        flush, state = prepared.flush, prepared.state
         write_started = time.perf_counter()
-        await self._retry(self._writer.write_request_ids, encoded)
+        await self._retry(self._writer.write_request_ids, prepared.encoded)
         try:
-            await self._retry(self._writer.commit, flush, encoded)
+            await self._retry(self._writer.commit, flush, prepared.encoded)
         except FencedError:
             self._metrics.flushes_fenced.inc()
-            self.forget([partition])
+            self.forget([flush.partition])
             raise
         self._metrics.clickhouse_write_seconds.observe(time.perf_counter() - write_started)
         state.progress = flush.last_offset
+        rollup = prepared.rollup
         if rollup.new_request_ids:
             hashes = await self._on_cpu(request_id_hashes, rollup.new_request_ids)
             state.seen.add(hashes, np.asarray(rollup.new_request_hours, dtype=np.uint32))
-        self._record(rollup, len(fresh), bounds, state)
-        self._metrics.flush_seconds.observe(time.perf_counter() - started)
+        self._record(rollup, prepared.messages, prepared.bounds, state)
+        self._metrics.flush_seconds.observe(time.perf_counter() - prepared.started)
         return state.progress
 
     async def _on_cpu(self, fn: Callable[..., T], *args) -> T:
