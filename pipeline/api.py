@@ -4,6 +4,9 @@ Auth is ``Authorization: Bearer <token>``: the admin token reads every key, org 
 (:mod:`pipeline.tokens`) reads only its own key. Tokens are never logged. Errors are JSON
 ``{"error": ..., "detail": ...}``: 400 for bad parameters, 401 (with ``WWW-Authenticate: Bearer``) for a
 missing or bad token, 403 for a token reading what it may not.
+
+:func:`add_usage_page` serves the key owner's usage page (``/usage``, docs/usage-page.md): static files from
+``pipeline/web`` that read this API in the browser with the token the user gives them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import IO, Any
 
 import msgspec
@@ -24,7 +28,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from pipeline.config import ApiSettings
 from pipeline.export import csv_chunks, decimal_text
-from pipeline.query import (GRANULARITIES, ORDERS, SCOPES, ModelBreakdown, PeakHours, QueryError, Series,
+from pipeline.query import (GRANULARITIES, ORDERS, SCOPES, KeyList, ModelBreakdown, PeakHours, QueryError, Series,
                             Summary, UsageQueries, UsageRequest, parse_request)
 from pipeline.tokens import PREFIX, verify
 
@@ -36,6 +40,7 @@ PREFIX_V1 = "/api/v1"
 SPOOL_IN_MEMORY = 4 * 1024 * 1024
 SEND_CHUNK = 64 * 1024
 _RANGE_PARAMS = ("key", "org", "project", "from", "to", "tz")
+KEYS_DEFAULT_LIMIT, KEYS_MAX_LIMIT = 100, 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +71,8 @@ ROUTES = (
     Route("series", "Time series with zero-filled buckets", _RANGE_PARAMS + ("granularity",), Series),
     Route("peak-hours", "Requests per local hour of day (0..23)", _RANGE_PARAMS, PeakHours),
     Route("export.csv", "CSV: one row per bucket x key x model x provider", _RANGE_PARAMS + ("granularity",), None),
+    Route("keys", "Admin token only: the api_key_ids with recorded usage, sorted (the usage page's key selector)",
+          ("q", "limit"), KeyList),
     Route("openapi.json", "This OpenAPI 3.1 document", (), None, public=True),
 )
 
@@ -80,9 +87,10 @@ def create_api_app(queries: UsageQueries, run: Run, settings: ApiSettings) -> we
 
 def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settings: ApiSettings) -> None:
     """Mount the routes on an existing application (e.g. the worker's, next to /metrics)."""
+    # The key list is not a usage answer, so UsageQueries has no method for it; it reads the same client.
     api = _UsageApi(queries, run, settings)
     handlers = {"summary": api.summary, "models": api.models, "series": api.series, "peak-hours": api.peak_hours,
-                "export.csv": api.export_csv, "openapi.json": api.openapi}
+                "export.csv": api.export_csv, "keys": api.keys, "openapi.json": api.openapi}
     for route in ROUTES:
         app.router.add_get(f"{PREFIX_V1}/{route.name}", _json_errors(handlers[route.name]))
 
@@ -120,6 +128,15 @@ class _UsageApi:
             await response.write_eof()
             return response
 
+    async def keys(self, request: web.Request) -> web.Response:
+        if not self._authenticate(request.headers.get("Authorization", "")).admin:
+            raise ApiError(403, "forbidden", "only the admin token may list keys; a key token reads its own key")
+        prefix = request.query.get("q", "")
+        if len(prefix) > 256:
+            raise QueryError("bad 'q'", "the key prefix must be at most 256 characters")
+        limit = _key_limit(request.query.get("limit"))
+        return web.json_response(jsonable(await self._run(self._queries.keys, prefix, limit)))
+
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document())
 
@@ -155,6 +172,14 @@ class _UsageApi:
             return Principal(admin=False, api_key_id=api_key_id)
         raise ApiError(401, "unauthorized", "the token is not valid",
                        {"WWW-Authenticate": 'Bearer realm="meterline", error="invalid_token"'})
+
+
+def _key_limit(text: str | None) -> int:
+    if text in (None, ""):
+        return KEYS_DEFAULT_LIMIT
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= KEYS_MAX_LIMIT:
+        raise QueryError("bad 'limit'", f"'limit' must be a whole number from 1 to {KEYS_MAX_LIMIT}, got {text!r}")
+    return int(text)
 
 
 def _json_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
@@ -206,6 +231,9 @@ _PARAMETERS = {
     "granularity": ("bucket size; default follows the range length",
                     {"type": "string", "enum": [*GRANULARITIES, "auto"], "default": "auto"}),
     "order": ("sort models by", {"type": "string", "enum": list(ORDERS), "default": "cost"}),
+    "q": ("only api_key_ids starting with this prefix", {"type": "string", "default": ""}),
+    "limit": ("at most this many keys", {"type": "integer", "minimum": 1, "maximum": KEYS_MAX_LIMIT,
+                                         "default": KEYS_DEFAULT_LIMIT}),
 }
 
 
@@ -239,3 +267,57 @@ def openapi_document() -> dict:
             "info": {"title": "meterline usage API", "version": "1"},
             "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas},
             "paths": paths}
+
+
+# ---- the usage page ---------------------------------------------------------------------------------------
+
+WEB_DIR = Path(__file__).with_name("web")
+PAGE_PATH = "/usage"
+ASSETS_PATH = f"{PAGE_PATH}/assets"
+# Only these kinds of file are served from WEB_DIR, each with an explicit type (ES modules need a JavaScript
+# type, and nosniff makes browsers hold us to it).
+ASSET_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+               ".md": "text/markdown; charset=utf-8", ".svg": "image/svg+xml"}
+# The page needs nothing from elsewhere: scripts, styles and API calls are same-origin (no inline script, so a
+# script injected through the data could not run). The token lives in the URL fragment and sessionStorage,
+# so no referrer must carry the URL anywhere; no-cache revalidates assets (Last-Modified) after an upgrade.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+def add_usage_page(app: web.Application, web_dir: Path = WEB_DIR) -> None:
+    """Serve the key owner's usage page at /usage (and redirect / to it), its files under /usage/assets/.
+    Mount it next to :func:`add_api_routes`: the page calls /api/v1/ on the same origin."""
+    assets = page_assets(web_dir)
+    page_file = web_dir / "usage.html"
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(page_file, headers={**PAGE_HEADERS, "Content-Type": "text/html; charset=utf-8"})
+
+    async def asset(request: web.Request) -> web.StreamResponse:
+        # A fixed table built at start-up: a request path never reaches the file system.
+        found = assets.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        path, content_type = found
+        return web.FileResponse(path, headers={**PAGE_HEADERS, "Content-Type": content_type})
+
+    async def home(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(PAGE_PATH)
+
+    app.router.add_get("/", home)
+    app.router.add_get(PAGE_PATH, page)
+    app.router.add_get(f"{ASSETS_PATH}/{{name:.+}}", asset)
+
+
+def page_assets(web_dir: Path) -> dict[str, tuple[Path, str]]:
+    """Relative name ("js/main.js") -> (file, content type) for every servable file under ``web_dir``."""
+    if not (web_dir / "usage.html").is_file():
+        raise FileNotFoundError(f"the usage page is missing from {web_dir} (package data not installed?)")
+    return {path.relative_to(web_dir).as_posix(): (path, ASSET_TYPES[path.suffix])
+            for path in sorted(web_dir.rglob("*")) if path.is_file() and path.suffix in ASSET_TYPES}

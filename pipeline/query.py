@@ -321,11 +321,33 @@ class PeakHours:
     hours: tuple[HourOfDay, ...]
 
 
+@dataclass(frozen=True)
+class KeyList:
+    """The api_key_ids with recorded usage that start with ``prefix``, sorted; ``truncated`` when more than
+    ``limit`` match (narrow the prefix)."""
+
+    prefix: str
+    limit: int
+    truncated: bool
+    keys: tuple[str, ...]
+
+
+# Any usage row makes a key known (the same test as the "unknown" state). The primary key starts with
+# (kind, api_key_id), so a prefix reads only the matching part of the index.
+KEYS_SQL = ("SELECT DISTINCT api_key_id FROM usage_hourly WHERE startsWith(api_key_id, {prefix:String}) "
+            "ORDER BY api_key_id LIMIT {limit:UInt32}")
+
+
 class UsageQueries:
     """Answers for one key, org or project over a range. Synchronous: give it its own thread."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
+
+    def keys(self, prefix: str, limit: int) -> KeyList:
+        # One row more than asked tells whether the list was cut.
+        rows = self._client.query(KEYS_SQL, parameters={"prefix": prefix, "limit": limit + 1}).result_rows
+        return KeyList(prefix, limit, len(rows) > limit, tuple(row[0] for row in rows[:limit]))
 
     def summary(self, request: UsageRequest) -> Summary:
         row = self._rows(SUMMARY_SQL, request)[0]

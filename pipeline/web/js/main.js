@@ -1,0 +1,300 @@
+// The usage page: which key, which range, which zone; load the answers and show them.
+// The view (key, range, zone) lives in the query string, so a reload or a shared link shows the same view;
+// the token never does (see auth.js).
+
+import { getJson } from "./api.js";
+import { currentToken, forgetToken, saveToken } from "./auth.js";
+import { renderCharts } from "./charts.js";
+import { downloadCsv } from "./download.js";
+import { DEFAULT_PRESET, PRESETS, apiRange, browserZone, isDate, shownDays, zoneNames } from "./range.js";
+import { announce, renderCards, renderModels, renderRangeNote, renderSeriesTable, showError } from "./view.js";
+
+const KEY_LIST_LIMIT = 200;
+const FILTER_DELAY_MS = 250;
+const BUCKET_WORDS = { hour: "hourly", day: "daily", week: "weekly", month: "monthly" };
+const $ = (selector) => document.querySelector(selector);
+
+const state = {
+  token: null,
+  admin: false,
+  key: null, // null: a key token reading its own key (the API's default)
+  preset: DEFAULT_PRESET,
+  custom: null, // {from, to}, both days included
+  tz: browserZone(),
+  loading: null, // AbortController of the load in flight
+};
+
+readUrl();
+wireControls();
+open(currentToken());
+
+// ---- view state <-> URL ----------------------------------------------------------------------------
+
+function readUrl() {
+  const params = new URLSearchParams(location.search);
+  state.key = params.get("key") || null;
+  if (PRESETS.includes(params.get("range"))) state.preset = params.get("range");
+  if (isDate(params.get("from")) && isDate(params.get("to"))) {
+    state.custom = { from: params.get("from"), to: params.get("to") };
+  } else if (state.preset === "custom") {
+    state.preset = DEFAULT_PRESET;
+  }
+  if (params.get("tz")) state.tz = params.get("tz");
+}
+
+function writeUrl() {
+  const params = new URLSearchParams();
+  if (state.key) params.set("key", state.key);
+  params.set("range", state.preset);
+  if (state.preset === "custom") {
+    params.set("from", state.custom.from);
+    params.set("to", state.custom.to);
+  }
+  params.set("tz", state.tz);
+  history.replaceState(history.state, "", `${location.pathname}?${params}`);
+}
+
+function requestParams() {
+  const { from, to } = apiRange(state.preset, new Date(), state.tz, state.custom);
+  return { key: state.key ?? undefined, from, to, tz: state.tz };
+}
+
+// ---- signing in ------------------------------------------------------------------------------------
+
+async function open(token) {
+  if (!token) {
+    showSignin();
+    return;
+  }
+  state.token = token;
+  showSection("usage");
+  setState("loading");
+  try {
+    fillKeys(await getJson(token, "keys", { limit: KEY_LIST_LIMIT }));
+    state.admin = true;
+  } catch (error) {
+    if (error.status !== 403) return fail(error); // 403: a key token, which reads only its own key
+    state.admin = false;
+  }
+  showKeyChoice();
+  await load();
+}
+
+function showSignin(message = "") {
+  state.token = null;
+  state.loading?.abort();
+  showSection("signin");
+  setState("signin");
+  showError(message);
+  $("#token-input").focus();
+}
+
+function showSection(name) {
+  $("#signin").hidden = name !== "signin";
+  $("#usage").hidden = name !== "usage";
+  $("#sign-out").hidden = name !== "usage";
+}
+
+// ---- the key ---------------------------------------------------------------------------------------
+
+/** Fill the selector from a KeyList; a key named in the URL stays selectable even if it has no usage. */
+function fillKeys(list) {
+  const select = $("#key");
+  const keys = [...list.keys];
+  if (!state.key && !$("#key-filter").value) state.key = keys[0] ?? null;
+  if (state.key && !keys.includes(state.key) && !$("#key-filter").value) keys.unshift(state.key);
+  const options = keys.map((key) => new Option(key, key, false, key === state.key));
+  if (list.truncated) {
+    const more = new Option(`… more keys: type the start of a key above`, "");
+    more.disabled = true;
+    options.push(more);
+  }
+  select.replaceChildren(...options);
+  $("#key-count").textContent = list.keys.length === 0 ? "No key matches."
+    : `${list.keys.length}${list.truncated ? "+" : ""} key${list.keys.length === 1 ? "" : "s"}`;
+}
+
+function showKeyChoice() {
+  $("#key-choice").hidden = !state.admin;
+  $("#key-fixed").hidden = state.admin;
+  $("#own-key").hidden = true;
+}
+
+let filterTimer = 0;
+
+function filterKeys() {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(async () => {
+    try {
+      fillKeys(await getJson(state.token, "keys", { q: $("#key-filter").value, limit: KEY_LIST_LIMIT }));
+      const first = $("#key").value;
+      if (first && first !== state.key) chooseKey(first);
+    } catch (error) {
+      fail(error);
+    }
+  }, FILTER_DELAY_MS);
+}
+
+function chooseKey(key) {
+  state.key = key || null;
+  load();
+}
+
+// ---- loading -------------------------------------------------------------------------------------
+
+async function load() {
+  if (state.admin && !state.key) {
+    setState("ready");
+    $("#results").hidden = true;
+    showError("");
+    announce("No key has recorded usage yet.");
+    return;
+  }
+  syncControls();
+  writeUrl();
+  const params = requestParams();
+  state.loading?.abort();
+  const controller = (state.loading = new AbortController());
+  setState("loading", params);
+  showError("");
+  $("#own-key").hidden = true;
+  announce("Loading usage…");
+  try {
+    const ask = (route, extra = {}) => getJson(state.token, route, { ...params, ...extra }, controller.signal);
+    const [summary, models, series] = await Promise.all([
+      ask("summary"), ask("models", { order: "cost" }), ask("series"),
+    ]);
+    renderCards(summary.totals);
+    renderRangeNote(summary.status);
+    renderModels(models);
+    renderCharts(series);
+    renderSeriesTable(series);
+    $("#key-name").textContent = summary.request.scope_id;
+    setState("ready", params);
+    const count = series.buckets.length;
+    const buckets = `${count} ${BUCKET_WORDS[series.request.granularity]} bucket${count === 1 ? "" : "s"}`;
+    announce(`Showing ${summary.request.scope_id}: ${buckets} (${state.tz}).`);
+  } catch (error) {
+    if (error.name !== "AbortError") fail(error);
+  }
+}
+
+/** What a failed request means for the reader, by HTTP status. */
+function fail(error) {
+  if (error.status === 401) {
+    forgetToken();
+    showSignin(`The token was not accepted (401: ${error.detail || error.error}). Paste a valid token.`);
+    return;
+  }
+  setState("error");
+  announce("");
+  if (error.status === 403) {
+    const what = state.key ? `key '${state.key}'` : "this";
+    showError(`This token may not read ${what} (403: ${error.detail}). A key token reads only its own key's usage.`);
+    $("#own-key").hidden = state.admin || !state.key;
+  } else if (error.status === 400) {
+    showError(`The API could not answer this request: ${error.error} (${error.detail}).`);
+  } else {
+    showError(`${error.error}${error.detail ? `: ${error.detail}` : ""}`);
+  }
+}
+
+/** data-state on <body>: signin | loading | ready | error; #usage also names the request being shown. */
+function setState(name, params) {
+  document.body.dataset.state = name;
+  $("#results").hidden = name === "error" || name === "signin";
+  $("#results").setAttribute("aria-busy", String(name === "loading"));
+  $("#export").disabled = name !== "ready" || (state.admin && !state.key);
+  if (params) {
+    Object.assign($("#usage").dataset, { key: params.key ?? "", from: params.from, to: params.to, tz: params.tz });
+  }
+}
+
+// ---- controls ------------------------------------------------------------------------------------
+
+function wireControls() {
+  const zones = $("#tz");
+  zones.replaceChildren(...zoneNames().map((zone) => new Option(zone.replaceAll("_", " "), zone)));
+
+  $("#token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("#token-input");
+    if (!input.value.trim()) return;
+    saveToken(input.value);
+    input.value = "";
+    open(currentToken());
+    $("#main").focus(); // the form is gone: keep the keyboard where the usage appears
+  });
+  $("#sign-out").addEventListener("click", () => {
+    forgetToken();
+    showSignin();
+  });
+  window.addEventListener("hashchange", () => {
+    if (location.hash.includes("token=")) open(currentToken());
+  });
+
+  $("#key").addEventListener("change", (event) => chooseKey(event.target.value));
+  $("#key-filter").addEventListener("input", filterKeys);
+  $("#own-key").addEventListener("click", () => chooseKey(null));
+  for (const radio of document.querySelectorAll('input[name="range"]')) {
+    radio.addEventListener("change", () => choosePreset(radio.value));
+  }
+  $("#custom-range").addEventListener("submit", (event) => {
+    event.preventDefault();
+    applyCustomRange();
+  });
+  zones.addEventListener("change", () => {
+    state.tz = zones.value;
+    load();
+  });
+  $("#export").addEventListener("click", exportCsv);
+}
+
+function choosePreset(preset) {
+  if (preset === "custom") state.custom = shownDays(state.preset, new Date(), state.tz, state.custom);
+  state.preset = preset;
+  load();
+}
+
+function applyCustomRange() {
+  const from = $("#from").value;
+  const to = $("#to").value;
+  const valid = isDate(from) && isDate(to) && from <= to;
+  $("#to").setAttribute("aria-invalid", String(!valid));
+  if (!valid) {
+    showError("Choose a 'From' day on or before the 'To' day.");
+    $("#from").focus();
+    return;
+  }
+  state.custom = { from, to };
+  load();
+}
+
+/** Show the state in the controls (after reading the URL or choosing a preset). */
+function syncControls() {
+  for (const radio of document.querySelectorAll('input[name="range"]')) {
+    radio.checked = radio.value === state.preset;
+  }
+  const custom = state.preset === "custom";
+  $("#custom-range").hidden = !custom;
+  if (custom) {
+    $("#from").value = state.custom.from;
+    $("#to").value = state.custom.to;
+  }
+  const zones = $("#tz");
+  if (![...zones.options].some((option) => option.value === state.tz)) zones.add(new Option(state.tz, state.tz));
+  zones.value = state.tz;
+}
+
+async function exportCsv() {
+  const button = $("#export");
+  button.disabled = true;
+  announce("Preparing the CSV…");
+  try {
+    announce(`Downloaded ${await downloadCsv(state.token, requestParams())}.`);
+  } catch (error) {
+    fail(error);
+  } finally {
+    button.disabled = document.body.dataset.state !== "ready";
+  }
+}

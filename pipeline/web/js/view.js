@@ -1,0 +1,105 @@
+// Putting answers on the page: the stat cards, the model table, the series table, the empty state and the
+// status and error lines. Text is always set with textContent (never HTML): ids and model names come from
+// the data.
+
+import { exactUsd, formatBucket, formatInteger, formatShare, formatUsd } from "./format.js";
+
+const $ = (selector) => document.querySelector(selector);
+
+/** The five cards, from a Summary's totals. data-exact keeps the API's value for copy/paste and tests. */
+export function renderCards(totals) {
+  for (const name of ["total_tokens", "input_tokens", "output_tokens", "requests"]) {
+    setValue(name, formatInteger(totals[name]), String(totals[name]));
+  }
+  setValue("total_cost", formatUsd(totals.total_cost), totals.total_cost, `${exactUsd(totals.total_cost)} exactly`);
+}
+
+function setValue(stat, text, exact, title) {
+  const value = document.querySelector(`[data-stat="${stat}"]`);
+  value.textContent = text;
+  value.dataset.exact = exact;
+  if (title) value.title = title;
+}
+
+/** The per-model table, or the "No model usage data" state, from a ModelBreakdown and its Status. */
+export function renderModels(breakdown) {
+  const { status } = breakdown;
+  const empty = $("#models-empty");
+  $("#models-table").hidden = !status.has_usage;
+  empty.hidden = status.has_usage;
+  empty.dataset.state = status.state;
+  $("#models-empty-reason").textContent = status.has_usage ? "" : emptyReason(status.state);
+  $("#models-empty-detail").textContent = status.message; // the API's own words, with the exact range
+  $("#models-body").replaceChildren(...breakdown.models.map(modelRow));
+}
+
+function modelRow(model) {
+  const row = document.createElement("tr");
+  const totals = model.totals;
+  const cost = cell("td", formatUsd(totals.total_cost), "number");
+  cost.title = `${exactUsd(totals.total_cost)} exactly`;
+  row.append(
+    cell("th", model.model),
+    cell("td", model.provider || "unknown"),
+    cell("td", formatInteger(totals.input_tokens), "number"),
+    cell("td", formatInteger(totals.output_tokens), "number"),
+    cost,
+    cell("td", formatInteger(totals.requests), "number"),
+    cell("td", formatShare(model.request_share), "number"),
+  );
+  row.firstChild.scope = "row";
+  return row;
+}
+
+/** The series as a table (inside a <details>): the charts' text alternative. */
+export function renderSeriesTable(series) {
+  const { granularity, tz } = series.request;
+  $("#series-body").replaceChildren(...series.buckets.map((bucket) => {
+    const row = document.createElement("tr");
+    row.append(
+      cell("th", formatBucket(bucket.start, granularity, tz)),
+      cell("td", formatInteger(bucket.input_tokens), "number"),
+      cell("td", formatInteger(bucket.output_tokens), "number"),
+      cell("td", formatInteger(bucket.total_tokens), "number"),
+      cell("td", formatInteger(bucket.requests), "number"),
+    );
+    row.firstChild.scope = "row";
+    return row;
+  }));
+}
+
+function cell(tag, text, className) {
+  const element = document.createElement(tag);
+  element.textContent = text;
+  if (className) element.className = className;
+  return element;
+}
+
+/** What the empty state says: an id never seen is told apart from a quiet period. */
+function emptyReason(state) {
+  if (state === "unknown") {
+    return "This key has no recorded usage at all: it was never used, or it is not a key meterline has seen.";
+  }
+  return "This key made no requests in this period. Try a longer range.";
+}
+
+/** The banner above the cards: what the range holds, or nothing when it has usage. */
+export function renderRangeNote(status) {
+  const note = $("#range-note");
+  note.hidden = status.has_usage;
+  note.dataset.state = status.state;
+  note.textContent = status.state === "unknown" ? "Unknown key: no recorded usage at all."
+    : status.has_usage ? "" : "No requests in this period.";
+}
+
+/** The polite live line: "Loading usage…", "Updated", "Downloaded …". */
+export function announce(text) {
+  $("#status").textContent = text;
+}
+
+/** The assertive error line; empty text hides it. */
+export function showError(text) {
+  const alert = $("#alert");
+  alert.textContent = text;
+  alert.hidden = !text;
+}
