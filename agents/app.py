@@ -17,7 +17,7 @@ from agents.buffers import PartitionBuffers
 from agents.metering import MeteringAgent
 from agents.web import WebServer, base_app
 from pipeline.alerts.runner import AlertRunner
-from pipeline.api import add_api_routes
+from pipeline.api import add_api_routes, add_usage_page
 from pipeline.brokers import create_topics
 from pipeline.clickhouse import ClickHouse
 from pipeline.config import Settings
@@ -93,6 +93,7 @@ def build_worker(settings: Settings, clickhouse: ClickHouse, reader: ClickHouse)
     web = base_app(metrics, lambda: agent.positioned)
     web.router.add_get("/progress", _progress_handler(agent, meter))
     add_api_routes(web, UsageQueries(reader.client), reader.run, settings.api)
+    add_usage_page(web)
     app.web_server(WebServer(web, settings.web.host, settings.web.port))
     alerts = _schedule_alerts(app, settings, reader, metrics) if settings.alerts.in_worker else None
     return Worker(app, agent, clickhouse, reader, metrics, alerts)

@@ -2,6 +2,8 @@
 # meterline's developer entry point. Everything a fresh machine needs is installed here.
 #   deploy/dev.sh demo   run the quick start on the embedded default (chDB + embedded broker)
 #   deploy/dev.sh test   run the whole test suite against real Kafka and embedded ClickHouse
+#                        (installs the venv, Apache Kafka from Maven Central and Debian's Chromium;
+#                        slow tests build Alertmanager and promtool from their Go modules, cached)
 #   deploy/dev.sh setup  only create .venv and install meterline with its test extras
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +29,7 @@ case "$cmd" in
     test)
         setup
         "$root/deploy/kafka/kafka.sh" install
+        "$root/deploy/web/install-chromium.sh"
         cd "$root"
         # pytest's exit code is ours: 5 (nothing collected) fails CI like any failure.
         exec "$venv/bin/python" -m pytest "$@"

@@ -13,7 +13,7 @@ import sys
 
 from aiohttp import web
 
-from pipeline.api import create_api_app
+from pipeline.api import add_usage_page, create_api_app
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy
 from pipeline.config import Settings, load_settings
 from pipeline.query import UsageQueries
@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_app(settings: Settings, clickhouse: ClickHouse) -> web.Application:
     app = create_api_app(UsageQueries(clickhouse.client), clickhouse.run, settings.api)
+    add_usage_page(app)
 
     async def health(request: web.Request) -> web.Response:
         try:
