@@ -24,7 +24,7 @@ from pipeline.ingest.producer import BatchSender, OutgoingMessage, kafka_partiti
 from pipeline.ingest.server import CollectorService
 from support.processes import WorkerProcess, read_clickhouse, wait_until_counted
 from support.workload import USAGE_SQL, Message, Placed, canonical, event_for, ledger_of, secret_of, usage_from_rows
-from test_collector_harness import TOKEN, ClientReport, CollectorProcess, send_until_acked, topic_contents
+from support.collector import TOKEN, ClientReport, CollectorProcess, send_until_acked, topic_contents
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 HOUR_MS = 3_600_000

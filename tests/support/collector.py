@@ -1,6 +1,5 @@
-"""Harness (no tests here) for the collector's end-to-end tests: the collector as a subprocess, HTTP clients
-that retry like a well-behaved gateway, and a reader of every event on a topic. Named test_collector_* only
-to stay within the collector's files; tests/support/ would be its natural home."""
+"""Harness for the collector's end-to-end tests: the collector as a subprocess, HTTP clients that retry like
+a well-behaved gateway, and a reader of every event on a topic."""
 
 from __future__ import annotations
 
