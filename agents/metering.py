@@ -130,8 +130,12 @@ class MeteringAgent:
                 return
             resume_at = await self._resume_offsets(assigned)
             # Faust has no public "commit these offsets"; its _commit sends exactly the mapping given, and
-            # its recovery seeks to committed offsets right after this signal returns.
+            # its recovery seeks to committed offsets right after this signal returns. That seek skips a
+            # committed offset of 0 (aiokafka seeks only to offsets > 0), so every partition is also sought
+            # here explicitly: a group that already read a topic must re-read it for an empty ClickHouse.
             await self._app.consumer._commit(resume_at)
+            for tp, offset in resume_at.items():
+                await self._app.consumer.seek(tp, offset)
             log.info("positioned partitions at their ClickHouse progress: %s",
                      {tp.partition: offset for tp, offset in resume_at.items()})
         self.positioned = True

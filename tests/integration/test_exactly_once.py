@@ -186,3 +186,20 @@ async def test_clickhouse_outage_is_waited_out_without_loss(kafka_bootstrap, new
     finally:
         worker.stop()
         server.kill()
+
+
+async def test_an_empty_clickhouse_recounts_what_the_group_already_read(kafka_bootstrap, new_topic, tmp_path):
+    """ClickHouse, not the consumer group's Kafka offsets, decides where counting resumes: a worker on a new,
+    empty store re-reads the topic from its start even though the group has committed offsets at its end."""
+    topic = await new_topic(partitions=2)
+    ledger = ledger_of(await produce(kafka_bootstrap, topic, generate(1500, now_ms(), seed=6)))
+    env = dict(FAST_GROUP, METERLINE_TOPIC_PARTITIONS="2")
+    for store in ("first", "second"):
+        url = f"chdb://{tmp_path / store}"
+        worker = WorkerProcess(tmp_path / store, kafka_bootstrap, topic, url, group=f"g-{topic}", extra_env=env)
+        try:
+            wait_until_counted([worker.start()], ledger.last_offsets, timeout=90)
+            await asyncio.sleep(4)  # let Faust commit the group's offsets at the end of the topic
+        finally:
+            worker.stop()
+        assert_matches_ledger(url, ledger)
