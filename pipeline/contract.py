@@ -26,9 +26,10 @@ Label = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 OptionalLabel = Annotated[str, msgspec.Meta(max_length=256)]
 
 
-class UsageEvent(msgspec.Struct, gc=False):
+class UsageEvent(msgspec.Struct, gc=False, omit_defaults=True):
     """One gateway request. After :meth:`ContractDecoder.decode`, ``timestamp`` is epoch milliseconds
-    (int) and ``api_key_id`` is set (a raw ``api_key`` secret has been replaced by its hash)."""
+    (int) and ``api_key_id`` is set (a raw ``api_key`` secret has been replaced by its hash). Encoded, it
+    is the normalised contract event: defaults, and the dropped secret, are left out."""
 
     request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     model: Label

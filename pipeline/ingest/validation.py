@@ -15,26 +15,6 @@ from pipeline.contract import ContractDecoder, UsageEvent
 from pipeline.ingest.adapters.base import Mapped, Problem
 
 
-class OutgoingEvent(msgspec.Struct, omit_defaults=True, gc=False):
-    """A normalised contract v1 event as the collector produces it (defaults left out)."""
-
-    request_id: str
-    api_key_id: str
-    model: str
-    timestamp: int
-    input_tokens: int
-    output_tokens: int
-    provider: str = ""
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-    org_id: str = ""
-    project_id: str = ""
-    status: str = "ok"
-    latency_ms: int | None = None
-    gateway_cost_usd: str | None = None
-
-
 @dataclass
 class Verdict:
     accepted: list[tuple[str, bytes]] = field(default_factory=list)  # (api_key_id, encoded event)
@@ -61,9 +41,5 @@ class EventValidator:
         verdict.rejected.sort(key=lambda problem: problem.index)
         return verdict
 
-    def _outgoing(self, e: UsageEvent) -> tuple[str, bytes]:
-        event = OutgoingEvent(
-            e.request_id, e.api_key_id, e.model, e.timestamp, e.input_tokens, e.output_tokens, e.provider,
-            e.cache_read_tokens, e.cache_write_tokens, e.reasoning_tokens, e.org_id, e.project_id, e.status,
-            e.latency_ms, e.gateway_cost_usd)
-        return e.api_key_id, self._encode(event)
+    def _outgoing(self, event: UsageEvent) -> tuple[str, bytes]:
+        return event.api_key_id, self._encode(event)

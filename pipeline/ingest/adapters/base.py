@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -40,6 +40,9 @@ class ItemError(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason, self.detail = reason, detail
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +109,15 @@ def _parse_line(line: bytes) -> Any:
 
 def map_each(records: Iterable[Any], map_record: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Mapped:
     """Apply ``map_record(record) -> dict | None`` to every record; None means "not usage, skip"."""
+    return map_items(records, lambda record: map_record(_readable_object(record)))
+
+
+def map_items(items: Iterable[T], map_item: Callable[[T], dict[str, Any] | None]) -> Mapped:
+    """Apply ``map_item`` to every item, keeping each item's index: an ItemError rejects that item alone."""
     mapped = Mapped()
-    for index, record in enumerate(records):
+    for index, item in enumerate(items):
         try:
-            if isinstance(record, Unreadable):
-                raise ItemError("invalid_json", record.detail)
-            if not isinstance(record, dict):
-                raise ItemError("not_an_object", "a record must be a JSON object")
-            event = map_record(record)
+            event = map_item(item)
         except ItemError as error:
             mapped.problems.append(Problem(index, error.reason, error.detail))
             continue
@@ -122,6 +126,14 @@ def map_each(records: Iterable[Any], map_record: Callable[[dict[str, Any]], dict
         else:
             mapped.candidates.append(Candidate(index, event))
     return mapped
+
+
+def _readable_object(record: Any) -> dict[str, Any]:
+    if isinstance(record, Unreadable):
+        raise ItemError("invalid_json", record.detail)
+    if not isinstance(record, dict):
+        raise ItemError("not_an_object", "a record must be a JSON object")
+    return record
 
 
 def dig(obj: Any, *path: str) -> Any:

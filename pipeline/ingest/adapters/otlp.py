@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.ingest.adapters.base import BodyError, Candidate, ItemError, Mapped, Problem, first, \
-    parse_document, without_none
+from pipeline.ingest.adapters.base import BodyError, ItemError, Mapped, first, map_items, parse_document, \
+    without_none
 from pipeline.ingest.adapters.otlp_values import Attributes, attributes_of, int_of
 
 INFERENCE_OPERATIONS = frozenset({"chat", "generate_content", "text_completion", "embeddings"})
@@ -34,18 +34,8 @@ class OtlpTracesAdapter:
         document = parse_document(body)
         if not isinstance(document, dict):
             raise BodyError("not_an_object", "an ExportTraceServiceRequest must be a JSON object")
-        mapped = Mapped()
-        for index, (resource, span) in enumerate(_spans(document)):
-            try:
-                event = map_span(span, resource)
-            except ItemError as error:
-                mapped.problems.append(Problem(index, error.reason, error.detail))
-                continue
-            if event is None:
-                mapped.skipped += 1
-            else:
-                mapped.candidates.append(Candidate(index, event))
-        return mapped
+        return map_items(_spans(document), lambda resource_and_span: map_span(resource_and_span[1],
+                                                                              resource_and_span[0]))
 
 
 def _spans(document: dict[str, Any]):
