@@ -18,7 +18,7 @@ class PartitionBuffers:
         self._max_bytes = max_bytes
         self._messages: dict[int, list[RawMessage]] = {}
         self._last_offset: dict[int, int] = {}
-        self._rewinding: dict[int, int] = {}
+        self._accepting: set[int] = set()  # partitions assigned and positioned; others' messages are stale
         self._bytes = 0
         self.flush_wanted = asyncio.Event()
         self._room = asyncio.Event()
@@ -32,13 +32,14 @@ class PartitionBuffers:
     def full(self) -> bool:
         return not self._room.is_set()
 
+    def accept(self, partitions: set[int]) -> None:
+        """Buffer only these partitions from now on (the ones assigned and positioned)."""
+        self._accepting = set(partitions)
+
     def add(self, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
-        rewound_from = self._rewinding.get(partition)
-        if rewound_from is not None:
-            if offset > rewound_from:
-                return  # fetched before the rewinding seek: the re-read brings it again
-            del self._rewinding[partition]  # the re-read has begun
-        elif offset <= self._last_offset.get(partition, -1):
+        if partition not in self._accepting:
+            return  # delivered after a revocation: the next owner (or this worker, re-positioned) reads it
+        if offset <= self._last_offset.get(partition, -1):
             return  # a repeat delivery: the flush already has (or had) this offset
         self._last_offset[partition] = offset
         self._messages.setdefault(partition, []).append(RawMessage(offset, key, value))
@@ -59,21 +60,10 @@ class PartitionBuffers:
         self._room.set()
         return taken
 
-    def reset(self, partitions: list[int] | None = None) -> None:
-        """Forgets partitions entirely, e.g. after a rebalance re-positions the consumer."""
-        everything = set(self._last_offset) | set(self._rewinding) | set(self._messages)
-        for partition in everything if partitions is None else partitions:
-            dropped = self._messages.pop(partition, [])
-            self._bytes -= sum(len(m.value) + _OVERHEAD_BYTES for m in dropped)
-            self._last_offset.pop(partition, None)
-            self._rewinding.pop(partition, None)
-        if self._bytes < self._max_bytes:
-            self._room.set()
-
-    def rewind(self, partition: int) -> None:
-        """The consumer was sought back: ignore what was fetched before the seek (offsets above the last one
-        seen) until the re-read arrives, recognisable by an offset at or below it."""
-        last = self._last_offset.get(partition)
-        self.reset([partition])
-        if last is not None:
-            self._rewinding[partition] = last
+    def reset(self) -> None:
+        """Forgets everything buffered and seen, e.g. before a rebalance re-positions the consumer."""
+        self._messages.clear()
+        self._last_offset.clear()
+        self._bytes = 0
+        self.flush_wanted.clear()
+        self._room.set()

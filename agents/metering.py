@@ -13,7 +13,6 @@ import logging
 from collections.abc import Sequence
 
 import faust
-from faust.types import TP
 
 from agents.buffers import PartitionBuffers
 from pipeline.meter import Meter
@@ -78,26 +77,30 @@ class MeteringAgent:
             for partition, messages in self._buffers.take().items():
                 prepared = await self._meter.prepare(partition, messages)
                 if prepared is not None:
-                    writes.append(asyncio.create_task(self._write(prepared, messages[-1].offset)))
+                    writes.append(asyncio.create_task(self._write(prepared)))
             await asyncio.gather(*writes)
             await self._update_lag()
 
-    async def _write(self, prepared, last_buffered: int) -> None:
+    async def _write(self, prepared) -> None:
         try:
             await self._meter.write(prepared)
         except FencedError as fence:
-            await self._resume_after_fence(prepared.flush.partition, fence, last_buffered)
+            await self._after_fence(prepared.flush, fence)
 
-    async def _resume_after_fence(self, partition: int, fence: FencedError, last_buffered: int) -> None:
-        """Another worker counted this partition up to ``fence.found``; continue right after it."""
-        log.warning("partition %s was advanced by another worker to %s; resuming after it", partition, fence.found)
-        if fence.found >= last_buffered:
-            return  # what follows in the buffer continues the log; the next flush skips what is counted
-        self._buffers.rewind(partition)
-        try:
-            await self._app.consumer.seek(TP(self._topic_name, partition), fence.found + 1)
-        except Exception as error:  # the partition is no longer ours: the coming rebalance re-positions it
-            log.info("seek of partition %s after a fence failed (%s)", partition, error)
+    async def _after_fence(self, flush, fence: FencedError) -> None:
+        """Another worker counted this partition up to ``fence.found`` (this worker was a zombie: paused past
+        its session, or still flushing after losing the partition)."""
+        if fence.found >= flush.last_offset:
+            # Everything this flush held is counted; the buffer continues the log and the next flush
+            # (with state reloaded from ClickHouse) skips what is counted.
+            log.warning("partition %s: already counted up to %s by another worker", flush.partition, fence.found)
+            return
+        # Offsets fence.found+1 .. flush.last_offset were taken out of the buffer and nobody counted them:
+        # re-reading them needs a clean re-positioning, which a restart gives (fail-stop, as Kafka Streams
+        # does with a migrated task). Nothing is lost: ClickHouse says where to resume.
+        log.error("partition %s was taken over by another worker at %s; stopping so that a restart resumes "
+                  "it from ClickHouse", flush.partition, fence.found)
+        await self._app.crash(fence)
 
     async def send_dead_letters(self, partition: int, letters: Sequence[DeadLetter]) -> None:
         producer = self._app.producer
@@ -117,8 +120,12 @@ class MeteringAgent:
         await asyncio.gather(*pending)
 
     async def _on_partitions_revoked(self, sender, revoked, **kwargs) -> None:
-        # Eager rebalancing revokes everything; whatever stays assigned is re-positioned afterwards.
-        self._buffers.reset()
+        # Eager rebalancing revokes everything; whatever stays assigned is re-positioned afterwards. Stop
+        # buffering at once, and let a flush in progress land before the partitions move: the next owner
+        # then reads a progress no late write of this worker will contradict.
+        self._buffers.accept(set())
+        async with self._flush_lock:
+            self._buffers.reset()
 
     async def _on_rebalance_complete(self, sender, **kwargs) -> None:
         async with self._flush_lock:
@@ -136,6 +143,7 @@ class MeteringAgent:
             await self._app.consumer._commit(resume_at)
             for tp, offset in resume_at.items():
                 await self._app.consumer.seek(tp, offset)
+            self._buffers.accept({tp.partition for tp in assigned})
             log.info("positioned partitions at their ClickHouse progress: %s",
                      {tp.partition: offset for tp, offset in resume_at.items()})
         self.positioned = True
