@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 
 import faust
+from faust.types import TP
 
 from agents.buffers import PartitionBuffers
 from pipeline.meter import Meter

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import socket
 import subprocess
 import time
@@ -184,16 +183,6 @@ class TansuBroker(_ContextManaged):
         if self._log is not None:
             self._log.close()
         self._process, self._log, self._bootstrap = None, None, None
-
-
-def java_available(java_home: str | None = None) -> bool:
-    """Whether a working ``java`` is there, found as kafka.sh finds it (``$JAVA_HOME`` first)."""
-    home = os.environ.get("JAVA_HOME") if java_home is None else java_home
-    java = str(Path(home) / "bin" / "java") if home else "java"
-    try:
-        return subprocess.run([java, "-version"], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ from pipeline.failpoints import Failpoints
 from pipeline.metrics import PipelineMetrics
 from pipeline.rollup import COUNTED, DUPLICATE, HOUR_MS, REJECTED, REQUESTS, UNPRICED, VERSION, DeadLetter, \
     RawMessage, Rollup, RollupBuilder, TimeBounds
-from pipeline.sink import NO_PROGRESS, EncodedFlush, FencedError, FlushRange, RollupWriter
+from pipeline.sink import EncodedFlush, FencedError, FlushRange, RollupWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,11 +102,6 @@ class Meter:
         progress = self._writer.progress(partition)
         since_hour = (self._clock_ms() - int(self._settings.dedup_horizon_s * 1000)) // HOUR_MS
         return PartitionState(progress, self._writer.load_seen(partition, progress, since_hour))
-
-    async def flush(self, partition: int, messages: Sequence[RawMessage]) -> int:
-        """Counts ``messages`` (ascending offsets) exactly once; returns the partition's committed offset."""
-        prepared = await self.prepare(partition, messages)
-        return await self.write(prepared) if prepared is not None else (await self.state(partition)).progress
 
     async def prepare(self, partition: int, messages: Sequence[RawMessage]) -> PreparedFlush | None:
         """Everything before the writes: validate, dedup, price, group, dead-letter, encode. None when

@@ -14,7 +14,6 @@ A retry after an error repeats 2-4: if the progress already shows ``last``, the 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -30,7 +29,6 @@ from pipeline.rollup import CACHE_READ, CACHE_WRITE, COUNTER_NAMES, HOUR, INPUT,
 
 NO_PROGRESS = -1
 _CONFIRM_CHUNK = 20_000
-_ZERO = Decimal(0)
 # An insert is atomic only as one part. The client sends a large insert as several blocks; squashing with
 # no practical threshold joins them into one block, hence one part.
 _ONE_BLOCK = {
@@ -209,7 +207,3 @@ def _units(amount: Decimal) -> int:
 
 
 _encode = msgspec.json.Encoder().encode
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -10,7 +10,6 @@ import asyncio
 import random
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
