@@ -28,8 +28,8 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from pipeline.config import ApiSettings
 from pipeline.export import csv_chunks, decimal_text
-from pipeline.query import (GRANULARITIES, ORDERS, SCOPES, KeyList, ModelBreakdown, PeakHours, QueryError, Series,
-                            Summary, UsageQueries, UsageRequest, parse_request)
+from pipeline.query import ORDERS, KeyList, ModelBreakdown, PeakHours, Series, Summary, UsageQueries
+from pipeline.ranges import GRANULARITIES, SCOPES, QueryError, UsageRequest, parse_request
 from pipeline.tokens import PREFIX, verify
 
 log = logging.getLogger(__name__)

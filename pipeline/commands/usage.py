@@ -25,7 +25,8 @@ from pipeline.api import PREFIX_V1, jsonable
 from pipeline.clickhouse import EmbeddedStoreBusy, connect
 from pipeline.config import Settings, load_settings
 from pipeline.export import write_csv
-from pipeline.query import GRANULARITIES, QueryError, UsageQueries, UsageRequest, parse_request
+from pipeline.query import UsageQueries
+from pipeline.ranges import GRANULARITIES, QueryError, UsageRequest, parse_request
 from pipeline.tokens import issue_key_token
 
 HTTP_TIMEOUT_S = 60

@@ -18,7 +18,8 @@ from pipeline.brokers import free_port
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy, connect
 from pipeline.config import ApiSettings
 from pipeline.export import write_csv
-from pipeline.query import UsageQueries, parse_request
+from pipeline.query import UsageQueries
+from pipeline.ranges import parse_request
 from pipeline.tokens import issue_key_token, verify
 from test_query import store  # noqa: F401  (the seeded module fixture)
 

@@ -31,7 +31,7 @@ from decimal import Decimal
 import pytest
 
 from pipeline.dashboards import DASHBOARD_DIR, variable
-from pipeline.query import parse_request
+from pipeline.ranges import parse_request
 from test_query import store  # noqa: F401  (the seeded module fixture)
 
 pytestmark = pytest.mark.clickhouse

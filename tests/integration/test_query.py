@@ -20,7 +20,8 @@ from genai_prices import Usage, calc_price
 from pipeline.clickhouse import connect
 from pipeline.export import CSV_COLUMNS, write_csv
 from pipeline.migrations import Migrator
-from pipeline.query import UsageQueries, parse_request
+from pipeline.query import UsageQueries
+from pipeline.ranges import parse_request
 from support.writes import bounds_at, write_events
 
 pytestmark = pytest.mark.clickhouse

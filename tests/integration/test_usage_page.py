@@ -28,7 +28,8 @@ from pipeline.api import add_usage_page, create_api_app
 from pipeline.clickhouse import ClickHouse, connect
 from pipeline.config import ApiSettings
 from pipeline.export import CSV_COLUMNS
-from pipeline.query import UsageQueries, parse_request
+from pipeline.query import UsageQueries
+from pipeline.ranges import parse_request
 from pipeline.tokens import issue_key_token
 from test_query import NOW, store  # noqa: F401  (the seeded module fixture)
 

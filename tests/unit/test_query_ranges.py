@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.query import (MAX_BUCKETS, QueryError, bucket_key, bucket_start, next_bucket, parse_instant,
-                            parse_request)
+from pipeline.ranges import (MAX_BUCKETS, QueryError, bucket_key, bucket_start, next_bucket, parse_instant,
+                             parse_request)
 
 BERLIN, KOLKATA, KATHMANDU = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata"), ZoneInfo("Asia/Kathmandu")
 
