@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.ingest.adapters.base import ItemError, Mapped, first, map_each, parse_records, without_none
+from pipeline.ingest.adapters.base import ItemError, Mapped, first, map_each, parse_records, response_with_usage, \
+    without_none
 from pipeline.ingest.adapters.openai import ENVELOPE_FIELDS
 
 
@@ -22,12 +23,7 @@ class AnthropicAdapter:
 
 
 def map_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
-    response = envelope.get("response")
-    if not isinstance(response, dict):
-        raise ItemError("missing_field", "`response` (the Anthropic Message) is required")
-    usage = response.get("usage")
-    if not isinstance(usage, dict):
-        raise ItemError("missing_field", "`response.usage` is required")
+    response, usage = response_with_usage(envelope, "the Anthropic Message")
     event = {name: envelope.get(name) for name in ENVELOPE_FIELDS}
     event.update(
         request_id=first(envelope.get("request_id"), response.get("id")),

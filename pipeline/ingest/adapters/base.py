@@ -107,6 +107,17 @@ def _parse_line(line: bytes) -> Any:
         return Unreadable(str(error))
 
 
+def response_with_usage(envelope: dict[str, Any], what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The provider response inside an envelope and its ``usage`` object; both are required."""
+    response = envelope.get("response")
+    if not isinstance(response, dict):
+        raise ItemError("missing_field", f"`response` ({what}) is required")
+    usage = response.get("usage")
+    if not isinstance(usage, dict):
+        raise ItemError("missing_field", "`response.usage` is required")
+    return response, usage
+
+
 def map_each(records: Iterable[Any], map_record: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Mapped:
     """Apply ``map_record(record) -> dict | None`` to every record; None means "not usage, skip"."""
     return map_items(records, lambda record: map_record(_readable_object(record)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.ingest.adapters.base import ItemError, Mapped, dig, first, map_each, parse_records, \
+from pipeline.ingest.adapters.base import Mapped, dig, first, map_each, parse_records, response_with_usage, \
     seconds_to_ms, without_none
 
 # Envelope fields copied as they are (the contract validates them).
@@ -33,12 +33,7 @@ class OpenAIAdapter:
 
 
 def map_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
-    response = envelope.get("response")
-    if not isinstance(response, dict):
-        raise ItemError("missing_field", "`response` (the OpenAI response object) is required")
-    usage = response.get("usage")
-    if not isinstance(usage, dict):
-        raise ItemError("missing_field", "`response.usage` is required")
+    response, usage = response_with_usage(envelope, "the OpenAI response object")
     timestamp = envelope.get("timestamp")
     if timestamp is None:
         timestamp = seconds_to_ms(first(response.get("created"), response.get("created_at")), "response.created")
