@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import gc
 import logging
 from dataclasses import dataclass
@@ -39,12 +38,10 @@ FLUSH_AT_BYTES = 16 * 1024 * 1024
 
 @dataclass
 class Worker:
+    """What callers extend before the worker starts (the quick start adds tasks and reads metrics)."""
+
     app: faust.App
-    agent: MeteringAgent
-    clickhouse: ClickHouse
-    reader: ClickHouse
     metrics: PipelineMetrics
-    alerts: AlertRunner | None
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -95,11 +92,12 @@ def build_worker(settings: Settings, clickhouse: ClickHouse, reader: ClickHouse)
     add_api_routes(web, UsageQueries(reader.client), reader.run, settings.api)
     add_usage_page(web)
     app.web_server(WebServer(web, settings.web.host, settings.web.port))
-    alerts = _schedule_alerts(app, settings, reader, metrics) if settings.alerts.in_worker else None
-    return Worker(app, agent, clickhouse, reader, metrics, alerts)
+    if settings.alerts.in_worker:
+        _schedule_alerts(app, settings, reader, metrics)
+    return Worker(app, metrics)
 
 
-def _schedule_alerts(app: faust.App, settings: Settings, reader: ClickHouse, metrics: PipelineMetrics) -> AlertRunner:
+def _schedule_alerts(app: faust.App, settings: Settings, reader: ClickHouse, metrics: PipelineMetrics) -> None:
     """The spike detector on a leader timer: one runner per consumer group, reading through ``reader``."""
     runner = AlertRunner.from_settings(reader, settings.alerts, metrics.registry)
 
@@ -119,8 +117,6 @@ def _schedule_alerts(app: faust.App, settings: Settings, reader: ClickHouse, met
     async def close_alerts(sender, **kwargs) -> None:
         await runner.close()
 
-    return runner
-
 
 def _progress_handler(agent: MeteringAgent, meter: Meter):
     async def handler(request: web.Request) -> web.Response:
@@ -129,16 +125,6 @@ def _progress_handler(agent: MeteringAgent, meter: Meter):
                                   "partitions": {str(p): o for p, o in sorted(meter.committed().items())}})
 
     return handler
-
-
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates its own heap arena (up to 8 per core); the worker's threads
-    (event loop, Kafka, ClickHouse, flush CPU) then keep freed flush buffers in separate arenas, which shows
-    as hundreds of MB of RSS. Two arenas are enough for this workload. Must run before threads start."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8 = M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
 
 
 def _tune_garbage_collector() -> None:
@@ -162,7 +148,6 @@ def prepare(settings: Settings, clickhouse: ClickHouse) -> None:
 
 def run_worker(settings: Settings, extend: Callable[[Worker], None] | None = None, loglevel: str = "INFO") -> int:
     """Runs the worker until SIGINT/SIGTERM. ``extend`` may add tasks to it first (the quick start does)."""
-    _limit_malloc_arenas()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     clickhouse = ClickHouse.open(settings.clickhouse.url, create_database=True)
     reader = ClickHouse.open(settings.clickhouse.url)
