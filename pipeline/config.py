@@ -137,6 +137,16 @@ class AlertSettings:
     delivery_timeout_s: float = 10.0
     # Port of the /metrics endpoint of `meterline alerts run`; 0 = none (the worker exports its own).
     metrics_port: int = 0
+    # How long a runner's claim on a budget notification lasts (it sends in the first half); a claim of a
+    # runner that died is taken over after this.
+    budget_claim_lease_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """Budget status (docs/alerts.md, "Budgets"): the projection's trend window in complete local days."""
+
+    trend_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
     # Test-only crash injection (see pipeline/failpoints.py); empty in production.
     failpoints: str = ""
 
@@ -231,6 +242,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         ingest=_ingest_settings(e),
         alerts=_load_alert_settings(e),
+        budgets=BudgetSettings(trend_days=e.int("METERLINE_BUDGET_TREND_DAYS", BudgetSettings.trend_days, minimum=1)),
         failpoints=e.str("METERLINE_FAILPOINTS", ""),
     )
 
@@ -290,4 +302,12 @@ def _load_alert_settings(e: _Env) -> AlertSettings:
         delivery_attempts=e.int("METERLINE_ALERTS_DELIVERY_ATTEMPTS", d.delivery_attempts, minimum=1),
         delivery_timeout_s=e.duration("METERLINE_ALERTS_DELIVERY_TIMEOUT", d.delivery_timeout_s),
         metrics_port=e.int("METERLINE_ALERTS_METRICS_PORT", d.metrics_port),
+        budget_claim_lease_s=_lease(e),
     )
+
+
+def _lease(e: _Env) -> float:
+    lease = e.duration("METERLINE_ALERTS_BUDGET_CLAIM_LEASE", AlertSettings.budget_claim_lease_s)
+    if lease < 2:
+        raise ConfigError(f"METERLINE_ALERTS_BUDGET_CLAIM_LEASE: must be at least 2s, got {lease:g}s")
+    return lease

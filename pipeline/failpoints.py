@@ -1,6 +1,6 @@
 """Test-only crash injection at the moments that matter for exactly-once.
 
-``METERLINE_FAILPOINTS="after_rollup_insert=0.3,after_dedup_keys=0.1"`` makes the worker kill itself with
+``METERLINE_FAILPOINTS="after_rollup_insert=0.3,after_dedup_keys=0.1"`` makes the worker (or the alert runner) kill itself with
 SIGKILL at that point with that probability. Empty (the default) costs one dict lookup per point.
 """
 
@@ -16,6 +16,8 @@ POINTS = (
     "before_rollup_insert",  # progress checked, insert not sent
     "after_rollup_insert",  # rollups + progress committed in ClickHouse, Kafka offsets not committed
     "after_ack",  # messages acked to Faust, its offset commit pending
+    "budget_after_claim",  # a budget notification claimed in ClickHouse, not yet sent
+    "budget_after_send",  # a budget notification accepted by its channel, not yet recorded as sent
 )
 
 
