@@ -18,6 +18,7 @@ from agents.web import WebServer, base_app
 from pipeline.alerts.runner import AlertRunner
 from pipeline.api import add_api_routes, add_usage_page
 from pipeline.brokers import create_topics
+from pipeline.budgets.api import BudgetService, add_budget_routes
 from pipeline.clickhouse import ClickHouse
 from pipeline.config import Settings
 from pipeline.contract import ContractDecoder
@@ -90,16 +91,18 @@ def build_worker(settings: Settings, clickhouse: ClickHouse, reader: ClickHouse)
     web = base_app(metrics, lambda: agent.positioned)
     web.router.add_get("/progress", _progress_handler(agent, meter))
     add_api_routes(web, UsageQueries(reader.client), reader.run, settings.api)
+    add_budget_routes(web, BudgetService.over(reader.client, settings.budgets.trend_days), reader.run, settings.api)
     add_usage_page(web)
     app.web_server(WebServer(web, settings.web.host, settings.web.port))
     if settings.alerts.in_worker:
-        _schedule_alerts(app, settings, reader, metrics)
+        _schedule_alerts(app, settings, reader, metrics, failpoints)
     return Worker(app, metrics)
 
 
-def _schedule_alerts(app: faust.App, settings: Settings, reader: ClickHouse, metrics: PipelineMetrics) -> None:
-    """The spike detector on a leader timer: one runner per consumer group, reading through ``reader``."""
-    runner = AlertRunner.from_settings(reader, settings.alerts, metrics.registry)
+def _schedule_alerts(app: faust.App, settings: Settings, reader: ClickHouse, metrics: PipelineMetrics,
+                     failpoints: Failpoints) -> None:
+    """The spike and budget alerts on a leader timer: one runner per consumer group, reading through ``reader``."""
+    runner = AlertRunner.from_settings(reader, settings.alerts, metrics.registry, settings.budgets, failpoints)
 
     @app.timer(settings.alerts.interval_s, on_leader=True)
     async def detect_spikes() -> None:
@@ -112,6 +115,9 @@ def _schedule_alerts(app: faust.App, settings: Settings, reader: ClickHouse, met
             log.warning("alert opened: %s model=%s metric=%s", key.api_key_id, key.model, key.metric)
         for key in report.resolved:
             log.warning("alert resolved: %s model=%s metric=%s", key.api_key_id, key.model, key.metric)
+        for key, channel in report.budgets.sent:
+            log.warning("budget notification sent to %s: %s %s %s %s %s", channel, key.scope, key.scope_id,
+                        key.period, key.kind, key.threshold)
 
     @app.on_before_shutdown.connect
     async def close_alerts(sender, **kwargs) -> None:

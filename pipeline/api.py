@@ -92,7 +92,7 @@ def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settin
     handlers = {"summary": api.summary, "models": api.models, "series": api.series, "peak-hours": api.peak_hours,
                 "export.csv": api.export_csv, "keys": api.keys, "openapi.json": api.openapi}
     for route in ROUTES:
-        app.router.add_get(f"{PREFIX_V1}/{route.name}", _json_errors(handlers[route.name]))
+        app.router.add_get(f"{PREFIX_V1}/{route.name}", json_errors(handlers[route.name]))
 
 
 class _UsageApi:
@@ -138,7 +138,7 @@ class _UsageApi:
         return web.json_response(jsonable(await self._run(self._queries.keys, prefix, limit)))
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi_document())
+        return web.json_response(openapi_document(request.app.get(OPENAPI_EXTENSIONS, ())))
 
     def _usage_request(self, request: web.Request) -> UsageRequest:
         principal = self._authenticate(request.headers.get("Authorization", ""))
@@ -160,18 +160,23 @@ class _UsageApi:
                              query.get("granularity"), self._settings.max_range_days)
 
     def _authenticate(self, header: str) -> Principal:
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>",
-                           {"WWW-Authenticate": 'Bearer realm="meterline"'})
-        admin = self._settings.admin_token
-        if admin and hmac.compare_digest(token.encode(), admin.encode()):
-            return Principal(admin=True)
-        if token.startswith(PREFIX) and (api_key_id := verify(self._settings.token_secret, token)):
-            return Principal(admin=False, api_key_id=api_key_id)
-        raise ApiError(401, "unauthorized", "the token is not valid",
-                       {"WWW-Authenticate": 'Bearer realm="meterline", error="invalid_token"'})
+        return authenticate(self._settings, header)
+
+
+def authenticate(settings: ApiSettings, header: str) -> Principal:
+    """Who an ``Authorization`` header speaks for; ApiError 401 for a missing or invalid token."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>",
+                       {"WWW-Authenticate": 'Bearer realm="meterline"'})
+    admin = settings.admin_token
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        return Principal(admin=True)
+    if token.startswith(PREFIX) and (api_key_id := verify(settings.token_secret, token)):
+        return Principal(admin=False, api_key_id=api_key_id)
+    raise ApiError(401, "unauthorized", "the token is not valid",
+                   {"WWW-Authenticate": 'Bearer realm="meterline", error="invalid_token"'})
 
 
 def _key_limit(text: str | None) -> int:
@@ -182,7 +187,8 @@ def _key_limit(text: str | None) -> int:
     return int(text)
 
 
-def _json_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+def json_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """Wraps a handler: QueryError -> 400, ApiError -> its status, ClickHouse failures -> 503, all as JSON."""
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
@@ -237,8 +243,14 @@ _PARAMETERS = {
 }
 
 
-def openapi_document() -> dict:
-    """Generated from ROUTES and the result dataclasses, so it cannot drift from what is served."""
+# Route groups mounted next to these (e.g. pipeline/budgets/api.py) add their paths and schemas to the served
+# OpenAPI document through this list on the application: fn(document) -> None.
+OPENAPI_EXTENSIONS = web.AppKey("openapi_extensions", list)
+
+
+def openapi_document(extensions: Iterable[Callable[[dict], None]] = ()) -> dict:
+    """Generated from ROUTES and the result dataclasses, so it cannot drift from what is served; each of
+    ``extensions`` then adds the paths and schemas of a route group mounted on the same application."""
     _, schemas = msgspec.json.schema_components([r.response for r in ROUTES if r.response],
                                                 ref_template="#/components/schemas/{name}")
     schemas["Error"] = {"type": "object", "required": ["error", "detail"],
@@ -263,10 +275,14 @@ def openapi_document() -> dict:
                             "description": _PARAMETERS[name][0], "schema": _PARAMETERS[name][1]}
                            for name in route.parameters],
             "responses": responses}}
-    return {"openapi": "3.1.0",
-            "info": {"title": "meterline usage API", "version": "1"},
-            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas},
-            "paths": paths}
+    document = {"openapi": "3.1.0",
+                "info": {"title": "meterline usage API", "version": "1"},
+                "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                               "schemas": schemas},
+                "paths": paths}
+    for extend in extensions:
+        extend(document)
+    return document
 
 
 # ---- the usage page ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "pipeline.commands.demo",
     "pipeline.commands.produce",
     "pipeline.commands.alerts",
+    "pipeline.commands.budget",
     "pipeline.commands.api",
     "pipeline.commands.collect",
     "pipeline.commands.usage",

@@ -20,14 +20,15 @@ from pipeline.alerts.runner import AlertRunner, RunReport
 from pipeline.alerts.state import AlertRecord, AlertStateStore
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy
 from pipeline.config import Settings, load_settings, parse_duration
+from pipeline.failpoints import Failpoints
 
 _UNKNOWN_TABLE = "code: 60"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    alerts = subparsers.add_parser("alerts", help="usage-spike alerts: run the detector, list open alerts")
+    alerts = subparsers.add_parser("alerts", help="spike and budget alerts: run the detectors, list open alerts")
     actions = alerts.add_subparsers(dest="alerts_action", metavar="ACTION", required=True)
-    run = actions.add_parser("run", help="detect spikes and deliver alerts, every --interval (or --once)")
+    run = actions.add_parser("run", help="detect spikes, check budgets and deliver alerts, every --interval (or --once)")
     run.add_argument("--once", action="store_true", help="one pass, then exit")
     run.add_argument("--interval", help="time between passes, e.g. 60s or 5m (default METERLINE_ALERTS_INTERVAL)")
     run.set_defaults(handler=run_alerts)
@@ -45,7 +46,8 @@ def run_alerts(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
 
     async def work(clickhouse: ClickHouse) -> int:
-        runner = AlertRunner.from_settings(clickhouse, settings.alerts, registry)
+        runner = AlertRunner.from_settings(clickhouse, settings.alerts, registry, settings.budgets,
+                                           Failpoints(settings.failpoints))
         if not runner.channels:
             print("meterline: no alert channel is configured (METERLINE_ALERTS_*_URL / PAGERDUTY_ROUTING_KEY): "
                   "alerts are detected and recorded, not sent", file=sys.stderr)
@@ -112,6 +114,16 @@ def render_report(report: RunReport) -> str:
         lines.append(f"  sent {count} to {channel}")
     for channel, count in sorted(report.failures.items()):
         lines.append(f"  {count} failed deliveries to {channel} (retried next run)")
+    b = report.budgets
+    if b.budgets:
+        states = ", ".join(f"{count} {state.replace('_', ' ')}" for state, count in sorted(b.states.items()))
+        lines.append(f"budgets: {b.budgets} ({states})")
+    lines += [f"  budget {k.kind:<9} {k.scope} {k.scope_id} {k.period} "
+              f"{str(k.threshold) + '% ' if k.kind == 'threshold' else ''}sent to {channel}" for k, channel in b.sent]
+    if b.lost:
+        lines.append(f"  {b.lost} budget notifications were claimed by another runner")
+    for channel, count in sorted(b.failures.items()):
+        lines.append(f"  {count} failed budget deliveries to {channel} (retried next run)")
     return "\n".join(lines)
 
 
