@@ -57,8 +57,9 @@ class NotificationKey:
     @property
     def dedup_key(self) -> str:
         """Stable across runners and restarts: PagerDuty's dedup_key, the webhook's dedupKey."""
-        return (f"meterline/budget/{self.scope}/{self.scope_id}/{self.period}/{int(self.period_start.timestamp())}"
-                f"/{self.kind}/{self.threshold}/{decimal_text(self.amount_usd)}")
+        start = self.period_start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (f"meterline/budget/{self.scope}/{self.scope_id}/{self.period}/{start}/{self.kind}/{self.threshold}"
+                f"/{decimal_text(self.amount_usd)}")
 
 
 @dataclass(frozen=True)
