@@ -15,6 +15,7 @@ is refused (it may be a rounded float).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import msgspec
@@ -71,9 +72,11 @@ class BudgetService:
         return self.meter.status(self.store.put(budget, now), now)
 
 
-def add_budget_routes(app: web.Application, service: BudgetService, run: Run, settings: ApiSettings) -> None:
-    """Mount the budget routes on ``app`` (which serves the usage routes' openapi.json)."""
-    routes = _BudgetRoutes(service, run, settings)
+def add_budget_routes(app: web.Application, service: BudgetService, run: Run, settings: ApiSettings,
+                      clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+    """Mount the budget routes on ``app`` (which serves the usage routes' openapi.json). ``clock``: the
+    current time, in UTC (statuses are computed as of it)."""
+    routes = _BudgetRoutes(service, run, settings, clock)
     app.router.add_get(PATH, json_errors(routes.list))
     app.router.add_put(PATH, json_errors(routes.put))
     app.router.add_delete(PATH, json_errors(routes.delete))
@@ -84,8 +87,9 @@ def add_budget_routes(app: web.Application, service: BudgetService, run: Run, se
 
 
 class _BudgetRoutes:
-    def __init__(self, service: BudgetService, run: Run, settings: ApiSettings) -> None:
-        self._service, self._run, self._settings = service, run, settings
+    def __init__(self, service: BudgetService, run: Run, settings: ApiSettings,
+                 clock: Callable[[], datetime]) -> None:
+        self._service, self._run, self._settings, self._now = service, run, settings, clock
 
     async def list(self, request: web.Request) -> web.Response:
         return web.json_response(jsonable(await self._statuses(request)))
@@ -106,7 +110,7 @@ class _BudgetRoutes:
         except msgspec.DecodeError as error:
             raise BudgetError("bad body", f"the body is not JSON: {error}") from None
         budget = make_budget(body.scope, body.scope_id, body.period, body.amount_usd, body.tz, body.thresholds)
-        return web.json_response(jsonable(await self._run(self._service.put, budget, _now())))
+        return web.json_response(jsonable(await self._run(self._service.put, budget, self._now())))
 
     async def delete(self, request: web.Request) -> web.Response:
         self._admin(request, "delete budgets")
@@ -114,7 +118,7 @@ class _BudgetRoutes:
         if scope is None:
             raise QueryError("missing scope", "give one of key, org or project")
         period = _period(request)
-        gone = await self._run(self._service.store.delete, scope, scope_id, period, _now())
+        gone = await self._run(self._service.store.delete, scope, scope_id, period, self._now())
         if not gone:
             what = f"{PERIOD_WORDS[period]} budget" if period else "budget"
             raise ApiError(404, "not found", f"no {what} for {scope} {scope_id!r}")
@@ -128,7 +132,7 @@ class _BudgetRoutes:
         if not principal.admin and given != ("key", principal.api_key_id):
             raise ApiError(403, "forbidden", "this token may read only its own key's budgets")
         scope, scope_id = given or (None, None)
-        return await self._run(self._service.statuses, scope, scope_id, _period(request), _now())
+        return await self._run(self._service.statuses, scope, scope_id, _period(request), self._now())
 
     def _admin(self, request: web.Request, what: str) -> None:
         if not authenticate(self._settings, request.headers.get("Authorization", "")).admin:
@@ -151,10 +155,6 @@ def _period(request: web.Request) -> str | None:
     if period is not None:
         check_period(period)
     return period
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _safe(text: str) -> str:
