@@ -84,7 +84,9 @@ function note(status) {
 }
 
 function periodText(status) {
-  return `${day(status.period_start, status.budget.tz)} – ${lastDay(status)} (${status.budget.tz})`;
+  const first = day(status.period_start, status.budget.tz);
+  const days = status.budget.period === "day" ? first : `${first} – ${lastDay(status)}`;
+  return `${days} (${status.budget.tz})`;
 }
 
 /** The period's last day (its end is the next period's first midnight). */
