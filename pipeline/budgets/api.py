@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 import msgspec
 from aiohttp import web
+from clickhouse_connect.driver.client import Client
 
 from pipeline.api import OPENAPI_EXTENSIONS, PREFIX_V1, ApiError, Run, authenticate, json_errors, jsonable
 from pipeline.budgets.export import status_csv
@@ -61,7 +62,7 @@ class BudgetService:
         self.store, self.meter = store, meter
 
     @classmethod
-    def over(cls, client, trend_days: int) -> "BudgetService":
+    def over(cls, client: Client, trend_days: int) -> "BudgetService":
         return cls(BudgetStore(client), BudgetMeter(client, trend_days))
 
     def statuses(self, scope: str | None, scope_id: str | None, period: str | None, now: datetime) -> BudgetList:
