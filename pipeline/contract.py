@@ -80,6 +80,28 @@ _DECIMAL_STRING = re.compile(r"^-?\d{1,20}(\.\d{1,18})?$")
 _API_KEY_VALUE = re.compile(rb'("api_key"\s*:\s*)"((?:[^"\\]|\\.)*)("?)')
 
 
+def time_bounds_problem(timestamp_ms: int, now_ms: int, max_lateness_ms: int,
+                        max_future_skew_ms: int) -> tuple[str, str] | None:
+    """``(reason, detail)`` when an event at ``timestamp_ms`` (epoch ms, UTC) is outside the accepted window
+    ``[now_ms - max_lateness_ms, now_ms + max_future_skew_ms]``, else None.
+
+    Reasons: ``future_timestamp`` (beyond the clock-skew bound) and ``too_late`` (older than the lateness
+    bound, so its hour is no longer updated). The worker and the collector apply this same rule with the same
+    settings (``METERLINE_MAX_FUTURE_SKEW``, ``METERLINE_MAX_LATENESS``), so what the collector accepts the
+    worker counts.
+    """
+    if timestamp_ms > now_ms + max_future_skew_ms:
+        return "future_timestamp", (f"timestamp is {(timestamp_ms - now_ms) / 1000:.0f} s in the future; "
+                                    f"at most {max_future_skew_ms / 1000:.0f} s of clock skew is accepted")
+    if timestamp_ms < now_ms - max_lateness_ms:
+        detail = (f"timestamp is {(now_ms - timestamp_ms) / 3_600_000:.1f} h old; events older than "
+                  f"{max_lateness_ms / 3_600_000:.0f} h are not added to their hour any more")
+        if timestamp_ms < 10**11:
+            detail += " (it looks like epoch seconds: the contract wants epoch milliseconds)"
+        return "too_late", detail
+    return None
+
+
 def hash_api_key(secret: str) -> str:
     """The stable id stored for a raw secret: its SHA-256 hex digest (LiteLLM's user_api_key_hash)."""
     return hashlib.sha256(secret.encode()).hexdigest()

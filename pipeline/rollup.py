@@ -20,7 +20,7 @@ from typing import Iterable, Protocol
 import msgspec
 import numpy as np
 
-from pipeline.contract import ContractDecoder, Rejection, UsageEvent, redact
+from pipeline.contract import ContractDecoder, Rejection, UsageEvent, redact, time_bounds_problem
 from pipeline.dedup import SeenRequests, request_id_hashes
 
 HOUR_MS = 3_600_000
@@ -222,12 +222,6 @@ def _locate(value: bytes, position: int, rejections: list[Rejection]) -> tuple[b
 
 
 def _out_of_bounds(event: UsageEvent, bounds: TimeBounds, raw: bytes, index: int | None) -> Rejection:
-    if event.timestamp > bounds.newest_ms:
-        detail = (f"timestamp is {(event.timestamp - bounds.now_ms) / 1000:.0f} s in the future; "
-                  f"at most {bounds.max_future_skew_ms / 1000:.0f} s of clock skew is accepted")
-        return Rejection("future_timestamp", detail, raw, index)
-    detail = (f"timestamp is {(bounds.now_ms - event.timestamp) / 3_600_000:.1f} h old; events older than "
-              f"{bounds.max_lateness_ms / 3_600_000:.0f} h are not added to their hour any more")
-    if event.timestamp < 10**11:
-        detail += " (it looks like epoch seconds: the contract wants epoch milliseconds)"
-    return Rejection("too_late", detail, raw, index)
+    reason, detail = time_bounds_problem(event.timestamp, bounds.now_ms, bounds.max_lateness_ms,
+                                         bounds.max_future_skew_ms)
+    return Rejection(reason, detail, raw, index)
