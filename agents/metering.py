@@ -16,14 +16,13 @@ import faust
 from faust.types import TP
 
 from agents.buffers import PartitionBuffers
+from pipeline.deadletters import dead_letter_record
 from pipeline.meter import Meter
 from pipeline.metrics import PipelineMetrics
 from pipeline.rollup import DeadLetter
 from pipeline.sink import NO_PROGRESS, FencedError
 
 log = logging.getLogger(__name__)
-
-_DETAIL_LIMIT = 1000
 
 
 class MeteringAgent:
@@ -107,17 +106,8 @@ class MeteringAgent:
         producer = self._app.producer
         pending = []
         for letter in letters:
-            rejection = letter.rejection
-            headers = [
-                ("meterline.reason", rejection.reason.encode()),
-                ("meterline.detail", rejection.detail[:_DETAIL_LIMIT].encode()),
-                ("meterline.source.topic", self._topic_name.encode()),
-                ("meterline.source.partition", str(partition).encode()),
-                ("meterline.source.offset", str(letter.offset).encode()),
-            ]
-            if rejection.index is not None:
-                headers.append(("meterline.source.index", str(rejection.index).encode()))
-            pending.append(await producer.send(self._dlq_topic, None, rejection.raw, None, None, headers))
+            record = dead_letter_record(letter.rejection, self._topic_name, partition, letter.offset)
+            pending.append(await producer.send(self._dlq_topic, None, record.value, None, None, record.headers))
         await asyncio.gather(*pending)
 
     async def _on_partitions_revoked(self, sender, revoked, **kwargs) -> None:

@@ -73,7 +73,7 @@ class TimeBounds:
 class RawMessage:
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (a record with a null value), dead-lettered as such
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +172,12 @@ class RollupBuilder:
                 if request_id in counted:
                     duplicates += 1
                     continue
-                rate = rate_for(event.model, event.provider or None, ts, event.input_tokens)
+                try:
+                    rate = rate_for(event.model, event.provider or None, ts, event.input_tokens)
+                except Exception as error:  # this event's fault (an odd model id): never stop metering
+                    rejection = _unmappable(event, error, *_locate(message.value, position, rejections))
+                    rollup.dead_letters.append(DeadLetter(message.offset, rejection))
+                    continue
                 group = _group_of(event, rate)
                 counters = groups.get(group)
                 if counters is None:
@@ -219,6 +224,11 @@ def _locate(value: bytes, position: int, rejections: list[Rejection]) -> tuple[b
     items = _RAW_ITEMS.decode(value)
     index = [i for i in range(len(items)) if i not in rejected][position]
     return redact(bytes(items[index])), index
+
+
+def _unmappable(event: UsageEvent, error: Exception, raw: bytes, index: int | None) -> Rejection:
+    detail = f"pricing model {event.model[:100]!r} (provider {event.provider[:100]!r}) failed: {type(error).__name__}"
+    return Rejection("mapping_failed", f"{detail}: {error}"[:500], raw, index)
 
 
 def _out_of_bounds(event: UsageEvent, bounds: TimeBounds, raw: bytes, index: int | None) -> Rejection:

@@ -12,10 +12,9 @@ import time
 from collections import Counter
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.contract import hash_api_key
+from support.dlq import dead_letters
 from support.processes import ChdbHttpProcess, WorkerProcess, read_clickhouse, wait_until_counted
 from support.workload import USAGE_SQL, Ledger, canonical, generate, ledger_of, produce, secret_of, \
     usage_from_rows
@@ -35,36 +34,6 @@ def assert_matches_ledger(url: str, ledger: Ledger) -> None:
     outcomes = Counter({(outcome, reason): int(n) for outcome, reason, n in read_clickhouse(
         url, "SELECT outcome, reason, sum(events) FROM ingest_outcomes GROUP BY outcome, reason")})
     assert outcomes == +ledger.outcomes
-
-
-async def dead_letters(bootstrap: str, topic: str) -> list:
-    """Every record of the dead-letter topic as (partition, offset, index, reason, payload)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        [description] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    tps = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    records = []
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    out = []
-    for record in records:
-        headers = {k: v.decode() for k, v in record.headers}
-        index = headers.get("meterline.source.index")
-        out.append((int(headers["meterline.source.partition"]), int(headers["meterline.source.offset"]),
-                    None if index is None else int(index), headers["meterline.reason"], record.value))
-    return out
 
 
 async def test_end_to_end_usage_outcomes_and_dead_letters_equal_the_ledger(kafka_bootstrap, new_topic, tmp_path):
