@@ -53,12 +53,12 @@ async def test_end_to_end_usage_outcomes_and_dead_letters_equal_the_ledger(kafka
     assert hash_api_key(secret_of("key-01")) in stored_keys and not any("sk-live" in k for k in stored_keys)
     letters = await dead_letters(kafka_bootstrap, f"{topic}.dlq")
     assert Counter(l[:4] for l in letters) == Counter(ledger.dead_letters)  # each exactly once
-    payloads = b"".join(l[4] for l in letters)
+    payloads = b"".join(letter.value for letter in letters)
     assert b"sk-live-" not in payloads  # secrets are hashed before anything is dead-lettered
     by_position = {(p.partition, p.offset): p.message for p in placed}
-    for partition, offset, index, reason, payload in letters:
-        if index is None:  # a whole message: its original bytes, unchanged
-            assert payload == by_position[(partition, offset)].value, reason
+    for letter in letters:
+        if letter.index is None:  # a whole message: its original bytes, unchanged
+            assert letter.value == by_position[(letter.partition, letter.offset)].value, letter.reason
 
 
 async def test_sigkill_at_any_moment_keeps_totals_exact(kafka_bootstrap, new_topic, tmp_path):
