@@ -30,7 +30,7 @@ from pipeline.config import ApiSettings
 from pipeline.export import csv_chunks, decimal_text
 from pipeline.query import ORDERS, KeyList, ModelBreakdown, PeakHours, Series, Summary, UsageQueries
 from pipeline.ranges import GRANULARITIES, SCOPES, QueryError, UsageRequest, parse_request
-from pipeline.tokens import PREFIX, verify
+from pipeline.tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
 Run = Callable[..., Awaitable[Any]]
@@ -166,12 +166,15 @@ class _UsageApi:
             raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>",
                            {"WWW-Authenticate": 'Bearer realm="meterline"'})
         admin = self._settings.admin_token
-        if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        # Header bytes that are not UTF-8 arrive as lone surrogates: encode them too; they compare unequal.
+        if admin and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), admin.encode()):
             return Principal(admin=True)
-        if token.startswith(PREFIX) and (api_key_id := verify(self._settings.token_secret, token)):
-            return Principal(admin=False, api_key_id=api_key_id)
-        raise ApiError(401, "unauthorized", "the token is not valid",
-                       {"WWW-Authenticate": 'Bearer realm="meterline", error="invalid_token"'})
+        try:
+            key_token = verify(self._settings.token_secrets, token)
+        except TokenError as refused:  # its detail says "expired" when the token is genuine but too old
+            raise ApiError(401, "unauthorized", refused.detail, {"WWW-Authenticate": (
+                f'Bearer realm="meterline", error="invalid_token", error_description="{refused.description}"')})
+        return Principal(admin=False, api_key_id=key_token.api_key_id)
 
 
 def _key_limit(text: str | None) -> int:

@@ -19,8 +19,9 @@ import re
 import tempfile
 import uuid
 
-import chdb
 from aiohttp import web
+
+from pipeline.clickhouse import EmbeddedEngineMissing, require_embedded_engine
 
 # URL parameters that are transport options, not ClickHouse settings.
 _NOT_SETTINGS = {"query", "database", "default_format", "query_id", "session_id", "session_timeout",
@@ -31,7 +32,10 @@ _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class ChdbHttpServer:
     def __init__(self, path: str, threads: int = 4) -> None:
-        self._path = path
+        require_embedded_engine(f"chdb://{path}")  # chdb is the optional `embedded` extra
+        import chdb
+
+        self._path, self._connect = path, chdb.connect
         self._engine = chdb.connect(path)  # keeps the engine open between requests
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="chdb-http")
 
@@ -65,7 +69,7 @@ class ChdbHttpServer:
             "X-ClickHouse-Summary": json.dumps(summary), "X-ClickHouse-Server-Display-Name": "chdb-http"})
 
     def _execute(self, params, body: bytes):
-        handle = chdb.connect(self._path)  # a fresh handle: per-request USE and SET cannot leak
+        handle = self._connect(self._path)  # a fresh handle: per-request USE and SET cannot leak
         try:
             database = params.get("database")
             if database:
@@ -123,7 +127,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8123)
     args = parser.parse_args()
-    web.run_app(ChdbHttpServer(args.path).application(), host=args.host, port=args.port, print=None)
+    try:
+        server = ChdbHttpServer(args.path)
+    except EmbeddedEngineMissing as missing:
+        parser.exit(2, f"pipeline.chdb_server: {missing}\n")
+    web.run_app(server.application(), host=args.host, port=args.port, print=None)
 
 
 if __name__ == "__main__":

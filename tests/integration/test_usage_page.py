@@ -40,7 +40,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ADMIN, SECRET = "admin-token-for-page-tests", "key-token-secret-for-page-tests"
+ADMIN, SECRET = "admin-token-for-page-tests", "key-token-secret-for-page-tests-0123456789"  # >= 32 bytes
 SETTINGS = ApiSettings(admin_token=ADMIN, token_secret=SECRET, max_range_days=400)
 TZ = "Europe/Berlin"  # the browser's zone, so the page's default
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
