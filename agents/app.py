@@ -16,19 +16,19 @@ from agents.buffers import PartitionBuffers
 from agents.metering import MeteringAgent
 from agents.web import WebServer, base_app
 from pipeline.alerts.runner import AlertRunner
-from pipeline.api import add_api_routes, add_usage_page
-from pipeline.brokers import create_topics
+from pipeline.usage.api import add_api_routes, add_usage_page
+from pipeline.kafka import create_topics
 from pipeline.clickhouse import ClickHouse
 from pipeline.config import Settings
 from pipeline.contract import ContractDecoder
-from pipeline.failpoints import Failpoints
-from pipeline.meter import Backoff, Meter
+from pipeline.metering.failpoints import Failpoints
+from pipeline.metering.meter import Backoff, Meter
 from pipeline.metrics import PipelineMetrics
 from pipeline.migrations import Migrator
-from pipeline.pricing import PriceBook
-from pipeline.query import UsageQueries
-from pipeline.rollup import RollupBuilder
-from pipeline.sink import RollupWriter
+from pipeline.metering.pricing import PriceBook
+from pipeline.usage.query import UsageQueries
+from pipeline.metering.rollup import RollupBuilder
+from pipeline.metering.sink import RollupWriter
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import faust
 from faust.types import TP
 
 from agents.buffers import PartitionBuffers
-from pipeline.deadletters import dead_letter_record
-from pipeline.meter import Meter
+from pipeline.metering.deadletters import dead_letter_record
+from pipeline.metering.meter import Meter
 from pipeline.metrics import PipelineMetrics
-from pipeline.rollup import DeadLetter
-from pipeline.sink import NO_PROGRESS, FencedError
+from pipeline.metering.rollup import DeadLetter
+from pipeline.metering.sink import NO_PROGRESS, FencedError
 
 log = logging.getLogger(__name__)
 

@@ -150,7 +150,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
-    # Test-only crash injection (see pipeline/failpoints.py); empty in production.
+    # Test-only crash injection (see pipeline/metering/failpoints.py); empty in production.
     failpoints: str = ""
 
 

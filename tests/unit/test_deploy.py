@@ -27,8 +27,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import cli, dashboards
-from pipeline.brokers import free_port
+from pipeline import cli
+from pipeline.devtools import dashboards
+from pipeline.devtools.brokers import free_port
 from pipeline.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -216,7 +217,7 @@ def test_the_image_installs_the_package_and_runs_unprivileged():
 def test_committed_dashboards_are_the_generators_output():
     for name, build in dashboards.DASHBOARDS.items():
         path = dashboards.DASHBOARD_DIR / name
-        assert path.read_text() == dashboards.render(build), f"{name} is stale: run python -m pipeline.dashboards"
+        assert path.read_text() == dashboards.render(build), f"{name} is stale: run python -m pipeline.devtools.dashboards"
     assert dashboards.main(["--check"]) == 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.tokens import PREFIX, issue_key_token, verify
+from pipeline.usage.tokens import PREFIX, issue_key_token, verify
 
 SECRET = "s3cret-for-tests"
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TextIO
 
-from pipeline.query import UsageQueries
-from pipeline.ranges import UsageRequest, bucket_start
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.ranges import UsageRequest, bucket_start
 
 CSV_COLUMNS = (
     "bucket_start", "api_key_id", "model", "provider", "requests", "error_requests", "unpriced_requests",

@@ -20,10 +20,9 @@ from typing import Iterable, Protocol
 import msgspec
 import numpy as np
 
+from pipeline.clock import HOUR_MS
 from pipeline.contract import ContractDecoder, Rejection, UsageEvent, redact, time_bounds_problem
-from pipeline.dedup import SeenRequests, request_id_hashes
-
-HOUR_MS = 3_600_000
+from pipeline.metering.dedup import SeenRequests, request_id_hashes
 
 COUNTED, DUPLICATE, REJECTED = "counted", "duplicate", "rejected"
 

@@ -21,10 +21,10 @@ import msgspec
 import numpy as np
 from clickhouse_connect.driver.client import Client
 
-from pipeline.dedup import SeenRequests
-from pipeline.failpoints import Failpoints
-from pipeline.pricing import USD_DECIMALS, quantize_usd, usd_text
-from pipeline.rollup import CACHE_READ, CACHE_WRITE, COUNTER_NAMES, HOUR, INPUT, KEY, MODEL, ORG, OUTPUT, PROJECT, \
+from pipeline.metering.dedup import SeenRequests
+from pipeline.metering.failpoints import Failpoints
+from pipeline.metering.pricing import USD_DECIMALS, quantize_usd, usd_text
+from pipeline.metering.rollup import CACHE_READ, CACHE_WRITE, COUNTER_NAMES, HOUR, INPUT, KEY, MODEL, ORG, OUTPUT, PROJECT, \
     PROVIDER, REASONING, REQUESTS, UNPRICED, VERSION, Rollup
 
 NO_PROGRESS = -1

@@ -17,13 +17,14 @@ from typing import Awaitable, Callable, Sequence, TypeVar
 import numpy as np
 
 from pipeline.clickhouse import ClickHouse, is_transient
+from pipeline.clock import HOUR_MS, now_ms
 from pipeline.config import RollupSettings
-from pipeline.dedup import SeenRequests, request_id_hashes
-from pipeline.failpoints import Failpoints
+from pipeline.metering.dedup import SeenRequests, request_id_hashes
+from pipeline.metering.failpoints import Failpoints
 from pipeline.metrics import PipelineMetrics
-from pipeline.rollup import COUNTED, DUPLICATE, HOUR_MS, REJECTED, REQUESTS, UNPRICED, VERSION, DeadLetter, \
+from pipeline.metering.rollup import COUNTED, DUPLICATE, REJECTED, REQUESTS, UNPRICED, VERSION, DeadLetter, \
     RawMessage, Rollup, RollupBuilder, TimeBounds
-from pipeline.sink import EncodedFlush, FencedError, FlushRange, RollupWriter
+from pipeline.metering.sink import EncodedFlush, FencedError, FlushRange, RollupWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,7 +66,7 @@ class Meter:
         metrics: PipelineMetrics,
         failpoints: Failpoints,
         backoff: Backoff = Backoff(),
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._ch = clickhouse
         self._writer = writer

@@ -21,7 +21,7 @@ from string import Template
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline.ranges import SCOPES, QueryError, UsageRequest, bucket_start
+from pipeline.usage.ranges import SCOPES, QueryError, UsageRequest, bucket_start
 
 # Money sums keep all 24 decimals; derived ratios are rounded half-even to these places.
 AVERAGE_PLACES = Decimal("0.01")

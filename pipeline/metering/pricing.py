@@ -47,11 +47,12 @@ from genai_prices import Usage, data
 from genai_prices.data_snapshot import DataSnapshot, find_provider_by_id
 from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint, TieredPrices, TimeOfDateConstraint
 
+from pipeline.clock import MINUTE_MS
+
 # Inexact is trapped: any rounding raises instead of silently changing money.
 EXACT = Context(prec=50, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
 USD_DECIMALS = 24  # ClickHouse Decimal(38, 24): 14 integer digits, 24 decimals
 USD_SCALE = Decimal(1).scaleb(-USD_DECIMALS)
-MINUTE_MS = 60_000
 MAX_CACHED = 100_000  # bounds memory if model/provider strings are high-cardinality
 _MISS = object()
 _log = logging.getLogger(__name__)
