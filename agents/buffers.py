@@ -25,10 +25,6 @@ class PartitionBuffers:
         self._room.set()
 
     @property
-    def buffered_bytes(self) -> int:
-        return self._bytes
-
-    @property
     def full(self) -> bool:
         return not self._room.is_set()
 
