@@ -50,14 +50,14 @@ class RollupSettings:
     max_lateness_s: float = 7 * 86400.0
     max_future_skew_s: float = 300.0
     flush_interval_s: float = 1.0
-    flush_max_events: int = 200_000
     price_overrides: Path | None = None
 
 
 @dataclass(frozen=True)
 class ClickHouseSettings:
     url: str = "chdb:///.meterline/clickhouse"
-    # Retries of a failed write wait this long at first, doubling up to the cap; they never give up.
+    # Retries of a failed ClickHouse call (and of a dead-letter send) wait this long at first, doubling up to
+    # the cap; they never give up (an unwritten flush is never skipped).
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
 
@@ -213,11 +213,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max_lateness_s=e.duration("METERLINE_MAX_LATENESS", RollupSettings.max_lateness_s),
             max_future_skew_s=e.duration("METERLINE_MAX_FUTURE_SKEW", RollupSettings.max_future_skew_s),
             flush_interval_s=e.duration("METERLINE_FLUSH_INTERVAL", RollupSettings.flush_interval_s),
-            flush_max_events=e.int("METERLINE_FLUSH_MAX_EVENTS", RollupSettings.flush_max_events, 1),
             price_overrides=Path(overrides).expanduser() if overrides else None,
         ),
         clickhouse=ClickHouseSettings(
             url=e.str("METERLINE_CLICKHOUSE_URL", f"chdb://{(data_dir / 'clickhouse').resolve()}"),
+            retry_initial_s=e.duration("METERLINE_CLICKHOUSE_RETRY_INITIAL", ClickHouseSettings.retry_initial_s),
+            retry_max_s=e.duration("METERLINE_CLICKHOUSE_RETRY_MAX", ClickHouseSettings.retry_max_s),
         ),
         web=WebSettings(
             host=e.str("METERLINE_WEB_HOST", WebSettings.host),

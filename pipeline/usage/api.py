@@ -87,7 +87,6 @@ def create_api_app(queries: UsageQueries, run: Run, settings: ApiSettings) -> we
 
 def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settings: ApiSettings) -> None:
     """Mount the routes on an existing application (e.g. the worker's, next to /metrics)."""
-    # The key list is not a usage answer, so UsageQueries has no method for it; it reads the same client.
     api = _UsageApi(queries, run, settings)
     handlers = {"summary": api.summary, "models": api.models, "series": api.series, "peak-hours": api.peak_hours,
                 "export.csv": api.export_csv, "keys": api.keys, "openapi.json": api.openapi}
