@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.rollup import RawMessage
+from pipeline.metering.rollup import RawMessage
 
 # What a buffered message costs beyond its value: the RawMessage object and its list slot.
 _OVERHEAD_BYTES = 120
@@ -23,10 +23,6 @@ class PartitionBuffers:
         self.flush_wanted = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
-
-    @property
-    def buffered_bytes(self) -> int:
-        return self._bytes
 
     @property
     def full(self) -> bool:

@@ -1,5 +1,5 @@
-"""The ``meterline`` command line. Each command lives in the module that does its work and registers
-itself here through a ``register(subparsers)`` function, so this file stays a table of contents."""
+"""The ``meterline`` command line. Each area's commands live in a module of ``pipeline/commands/`` that
+registers them through a ``register(subparsers)`` function, so this file stays a table of contents."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-# HMAC-SHA256 key tokens need keys of at least the hash size (RFC 7518 section 3.2); pipeline.tokens agrees.
+# HMAC-SHA256 key tokens need keys of at least the hash size (RFC 7518 section 3.2); pipeline.usage.tokens agrees.
 MIN_TOKEN_SECRET_BYTES = 32
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -52,14 +52,14 @@ class RollupSettings:
     max_lateness_s: float = 7 * 86400.0
     max_future_skew_s: float = 300.0
     flush_interval_s: float = 1.0
-    flush_max_events: int = 200_000
     price_overrides: Path | None = None
 
 
 @dataclass(frozen=True)
 class ClickHouseSettings:
     url: str = "chdb:///.meterline/clickhouse"
-    # Retries of a failed write wait this long at first, doubling up to the cap; they never give up.
+    # Retries of a failed ClickHouse call (and of a dead-letter send) wait this long at first, doubling up to
+    # the cap; they never give up (an unwritten flush is never skipped).
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
 
@@ -159,7 +159,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
-    # Test-only crash injection (see pipeline/failpoints.py); empty in production.
+    # Test-only crash injection (see pipeline/metering/failpoints.py); empty in production.
     failpoints: str = ""
 
 
@@ -222,11 +222,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max_lateness_s=e.duration("METERLINE_MAX_LATENESS", RollupSettings.max_lateness_s),
             max_future_skew_s=e.duration("METERLINE_MAX_FUTURE_SKEW", RollupSettings.max_future_skew_s),
             flush_interval_s=e.duration("METERLINE_FLUSH_INTERVAL", RollupSettings.flush_interval_s),
-            flush_max_events=e.int("METERLINE_FLUSH_MAX_EVENTS", RollupSettings.flush_max_events, 1),
             price_overrides=Path(overrides).expanduser() if overrides else None,
         ),
         clickhouse=ClickHouseSettings(
             url=e.str("METERLINE_CLICKHOUSE_URL", f"chdb://{(data_dir / 'clickhouse').resolve()}"),
+            retry_initial_s=e.duration("METERLINE_CLICKHOUSE_RETRY_INITIAL", ClickHouseSettings.retry_initial_s),
+            retry_max_s=e.duration("METERLINE_CLICKHOUSE_RETRY_MAX", ClickHouseSettings.retry_max_s),
         ),
         web=WebSettings(
             host=e.str("METERLINE_WEB_HOST", WebSettings.host),

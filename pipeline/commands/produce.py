@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -24,6 +23,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from pipeline import clock
 from pipeline.config import RollupSettings, load_settings
 from pipeline.contract import ContractDecoder, UsageEvent, time_bounds_problem
 
@@ -91,7 +91,7 @@ def prepare_lines(lines: Iterable[bytes], decoder: ContractDecoder, bounds: Roll
     An event is rejected with the contract's reasons, or ``too_late`` / ``future_timestamp`` against
     ``bounds`` at ``now_ms`` (epoch ms; default: now), exactly as the worker would dead-letter it.
     """
-    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    now_ms = clock.now_ms() if now_ms is None else now_ms
     prepared = Prepared()
     for number, line in enumerate(lines, start=1):
         value = line.strip()

@@ -22,13 +22,13 @@ from typing import Any, BinaryIO
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from pipeline.api import PREFIX_V1, jsonable
+from pipeline.usage.api import PREFIX_V1, jsonable
 from pipeline.clickhouse import EmbeddedStoreBusy, connect
 from pipeline.config import Settings, load_settings, parse_duration
-from pipeline.export import write_csv
-from pipeline.query import UsageQueries
-from pipeline.ranges import GRANULARITIES, QueryError, UsageRequest, parse_request
-from pipeline.tokens import issue_key_token, verify
+from pipeline.usage.export import write_csv
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.ranges import GRANULARITIES, QueryError, UsageRequest, parse_request
+from pipeline.usage.tokens import issue_key_token, verify
 
 HTTP_TIMEOUT_S = 60
 

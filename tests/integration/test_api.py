@@ -14,14 +14,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline import cli
-from pipeline.api import ROUTES, create_api_app, jsonable
-from pipeline.brokers import free_port
+from pipeline.usage.api import ROUTES, create_api_app, jsonable
+from pipeline.devtools.brokers import free_port
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy, connect
 from pipeline.config import ApiSettings
-from pipeline.export import write_csv
-from pipeline.query import UsageQueries
-from pipeline.ranges import parse_request
-from pipeline.tokens import LEGACY_PREFIX, issue_key_token, verify
+from pipeline.usage.export import write_csv
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.ranges import parse_request
+from pipeline.usage.tokens import LEGACY_PREFIX, issue_key_token, verify
 from test_query import store  # noqa: F401  (the seeded module fixture)
 
 pytestmark = pytest.mark.clickhouse

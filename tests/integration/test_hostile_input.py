@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from pipeline.deadletters import MAX_VALUE_BYTES
+from pipeline.metering.deadletters import MAX_VALUE_BYTES
 from support.corpus import hostile_cases
 from support.dlq import dead_letters
 from support.processes import WorkerProcess, read_clickhouse, wait_until_counted

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.brokers import free_port
+from pipeline.devtools.brokers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 METERLINE = [sys.executable, "-m", "pipeline.cli"]

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from pipeline.brokers import free_port
+from pipeline.devtools.brokers import free_port
 from pipeline.commands.produce import prepare_lines, send
 from pipeline.config import RollupSettings
 from pipeline.contract import ContractDecoder, hash_api_key
-from pipeline.gateway import KEYS, SPIKE_KEY
+from pipeline.devtools.gateway import KEYS, SPIKE_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -36,8 +36,9 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from pipeline import cli, dashboards
-from pipeline.brokers import free_port
+from pipeline import cli
+from pipeline.devtools import dashboards
+from pipeline.devtools.brokers import free_port
 from pipeline.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -488,7 +489,7 @@ def test_the_test_command_installs_the_dev_lock():
 def test_committed_dashboards_are_the_generators_output():
     for name, build in dashboards.DASHBOARDS.items():
         path = dashboards.DASHBOARD_DIR / name
-        assert path.read_text() == dashboards.render(build), f"{name} is stale: run python -m pipeline.dashboards"
+        assert path.read_text() == dashboards.render(build), f"{name} is stale: run python -m pipeline.devtools.dashboards"
     assert dashboards.main(["--check"]) == 0
 
 

@@ -77,5 +77,5 @@ def test_the_test_fixtures_path_raises_a_clear_error(without_chdb, tmp_path):
 
 
 def test_the_development_chdb_server_says_so(without_chdb, tmp_path):
-    done = run(without_chdb, "-m", "pipeline.chdb_server", "--path", str(tmp_path / "store"), "--port", "1")
+    done = run(without_chdb, "-m", "pipeline.devtools.chdb_server", "--path", str(tmp_path / "store"), "--port", "1")
     assert done.returncode == 2 and "Traceback" not in done.stderr and EMBEDDED_INSTALL in done.stderr

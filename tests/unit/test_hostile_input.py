@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.contract import ID_FIELDS, MAX_TOKENS, REASONS, ContractDecoder, Rejection, hash_api_key
-from pipeline.deadletters import DETAIL_LIMIT, MAX_VALUE_BYTES, dead_letter_record
-from pipeline.dedup import SeenRequests
-from pipeline.pricing import PriceBook
-from pipeline.rollup import COUNTED, REJECTED, RawMessage, RollupBuilder
+from pipeline.metering.deadletters import DETAIL_LIMIT, MAX_VALUE_BYTES, dead_letter_record
+from pipeline.metering.dedup import SeenRequests
+from pipeline.metering.pricing import PriceBook
+from pipeline.metering.rollup import COUNTED, REJECTED, RawMessage, RollupBuilder
 from support.corpus import hostile_cases
 from support.writes import bounds_at
 

@@ -11,7 +11,7 @@ import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
 from pipeline.config import ConfigError, load_settings
-from pipeline.tokens import (AUDIENCE, DEFAULT_TTL_S, ISSUER, LEGACY_PREFIX, PREFIX, LegacyToken, TokenError,
+from pipeline.usage.tokens import (AUDIENCE, DEFAULT_TTL_S, ISSUER, LEGACY_PREFIX, PREFIX, LegacyToken, TokenError,
                              TokenExpired, issue_key_token, verify)
 
 SECRET = "s3cret-for-tests-0123456789abcdef"          # 33 bytes: long enough for HMAC-SHA256

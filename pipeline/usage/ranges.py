@@ -2,7 +2,7 @@
 buckets (hour, day, week, month) that follow the range unless one is asked for. Pure logic, no SQL.
 
 Storage is per UTC hour: a stored hour counts in a range when its *start* lies in [from, to), and in the
-local day/week/month its start falls in (see pipeline/query.py for the zones with non-whole-hour offsets).
+local day/week/month its start falls in (see pipeline/usage/query.py for the zones with non-whole-hour offsets).
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.clock import HOUR_S
+
 SCOPES = {"key": "api_key_id", "org": "org_id", "project": "project_id"}  # scope -> usage_hourly column
 GRANULARITIES = ("hour", "day", "week", "month")
 # Automatic bucket size by the range's local wall-clock length (a 2-day Berlin range over DST is 49 h).
 AUTO_GRANULARITY = ((timedelta(days=2), "hour"), (timedelta(days=92), "day"), (timedelta(days=366), "week"))
 # Hourly over a leap year (8784 buckets) fits; more would be an unreadable chart and a heavy response.
 MAX_BUCKETS = 10_000
-HOUR_S = 3600
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FIRST_INSTANT = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _LAST_INSTANT = datetime(2106, 1, 1, tzinfo=timezone.utc)  # ClickHouse DateTime is UInt32 seconds

@@ -1,12 +1,12 @@
 """meterline's Grafana dashboards, generated as JSON into ``deploy/grafana/dashboards/``.
 
-    python -m pipeline.dashboards           write the JSON files
-    python -m pipeline.dashboards --check   exit 1 if the committed files differ from this generator
+    python -m pipeline.devtools.dashboards           write the JSON files
+    python -m pipeline.devtools.dashboards --check   exit 1 if the committed files differ from this generator
 
 Two dashboards:
 
 * **API key usage** (``meterline-key-usage``): what a key owner sees, read from ClickHouse's ``usage_hourly``
-  through the ``grafana-clickhouse-datasource`` plugin. Every number equals what ``pipeline.query`` answers
+  through the ``grafana-clickhouse-datasource`` plugin. Every number equals what ``pipeline.usage.query`` answers
   (tests/integration/test_grafana_panels.py runs each panel's SQL and compares).
 * **Pipeline health** (``meterline-pipeline``): the workers' Prometheus metrics (``pipeline/metrics.py``).
 
@@ -27,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboards"
+DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
 CLICKHOUSE = {"type": "grafana-clickhouse-datasource", "uid": "meterline-clickhouse"}
 PROMETHEUS = {"type": "prometheus", "uid": "meterline-prometheus"}
 NO_USAGE = "No usage data"
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print(f"wrote {path}")
     if stale:
-        print(f"stale dashboards: {', '.join(stale)}; run python -m pipeline.dashboards", file=sys.stderr)
+        print(f"stale dashboards: {', '.join(stale)}; run python -m pipeline.devtools.dashboards", file=sys.stderr)
         return 1
     return 0
 

@@ -47,11 +47,13 @@ from genai_prices import Usage, data
 from genai_prices.data_snapshot import DataSnapshot, find_provider_by_id
 from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint, TieredPrices, TimeOfDateConstraint
 
+from pipeline.clock import MINUTE_MS
+from pipeline.measures import Counts
+
 # Inexact is trapped: any rounding raises instead of silently changing money.
 EXACT = Context(prec=50, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
 USD_DECIMALS = 24  # ClickHouse Decimal(38, 24): 14 integer digits, 24 decimals
 USD_SCALE = Decimal(1).scaleb(-USD_DECIMALS)
-MINUTE_MS = 60_000
 MAX_CACHED = 100_000  # bounds memory if model/provider strings are high-cardinality
 _MISS = object()
 _log = logging.getLogger(__name__)
@@ -90,6 +92,19 @@ def quantize_usd(amount: Decimal) -> Decimal:
 
 
 @dataclass(frozen=True, slots=True)
+class Cost:
+    """The exact cost of summed usage, in integer units of 1e-24 USD (ClickHouse ``Decimal(38, 24)``);
+    :func:`usd_text` turns units into exact decimal text."""
+
+    input_units: int
+    output_units: int
+
+    @property
+    def total_units(self) -> int:
+        return self.input_units + self.output_units
+
+
+@dataclass(frozen=True, slots=True)
 class Rate:
     """A linear price sheet: cost = sum(count * coefficient). Fixed model, price period and tier.
 
@@ -121,6 +136,11 @@ class Rate:
         return ((input_tokens - cache_read_tokens - cache_write_tokens) * i + cache_read_tokens * cr
                 + cache_write_tokens * cw + requests * ireq,
                 (output_tokens - reasoning_tokens) * o + reasoning_tokens * r + requests * oreq)
+
+    def price(self, counts: Counts) -> Cost:
+        """The exact cost of a group's summed counts (all priced with this rate)."""
+        return Cost(*self.cost_units(counts.requests, counts.input_tokens, counts.cache_read_tokens,
+                                     counts.cache_write_tokens, counts.output_tokens, counts.reasoning_tokens))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_units", tuple(_to_units(c) for c in self.coefficients()))

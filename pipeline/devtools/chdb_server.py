@@ -5,7 +5,7 @@ interface that clickhouse-connect speaks (queries with FORMAT, server-side param
 as URL parameters, ``database``, Native inserts with the data in the body), so several local processes —
 two workers, a worker and the alert runner — share one real ClickHouse engine through
 ``METERLINE_CLICKHOUSE_URL=http://127.0.0.1:PORT``. The engine is real; only this thin front is ours.
-Production uses a ClickHouse server. Run: ``python -m pipeline.chdb_server --path DIR --port 8123``.
+Production uses a ClickHouse server. Run: ``python -m pipeline.devtools.chdb_server --path DIR --port 8123``.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def main() -> None:
     try:
         server = ChdbHttpServer(args.path)
     except EmbeddedEngineMissing as missing:
-        parser.exit(2, f"pipeline.chdb_server: {missing}\n")
+        parser.exit(2, f"pipeline.devtools.chdb_server: {missing}\n")
     web.run_app(server.application(), host=args.host, port=args.port, print=None)
 
 

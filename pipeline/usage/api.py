@@ -1,12 +1,12 @@
 """HTTP API for the usage view: JSON under ``/api/v1/`` plus a streamed CSV export and an OpenAPI document.
 
 Auth is ``Authorization: Bearer <token>``: the admin token reads every key, org and project; a key token
-(:mod:`pipeline.tokens`) reads only its own key. Tokens are never logged. Errors are JSON
+(:mod:`pipeline.usage.tokens`) reads only its own key. Tokens are never logged. Errors are JSON
 ``{"error": ..., "detail": ...}``: 400 for bad parameters, 401 (with ``WWW-Authenticate: Bearer``) for a
 missing or bad token, 403 for a token reading what it may not.
 
 :func:`add_usage_page` serves the key owner's usage page (``/usage``, docs/usage-page.md): static files from
-``pipeline/web`` that read this API in the browser with the token the user gives them.
+``pipeline/usage/web`` that read this API in the browser with the token the user gives them.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from aiohttp import web
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from pipeline.config import ApiSettings
-from pipeline.export import csv_chunks, decimal_text
-from pipeline.query import ORDERS, KeyList, ModelBreakdown, PeakHours, Series, Summary, UsageQueries
-from pipeline.ranges import GRANULARITIES, SCOPES, QueryError, UsageRequest, parse_request
-from pipeline.tokens import TokenError, verify
+from pipeline.usage.export import csv_chunks, decimal_text
+from pipeline.usage.query import ORDERS, KeyList, ModelBreakdown, PeakHours, Series, Summary, UsageQueries
+from pipeline.usage.ranges import GRANULARITIES, SCOPES, QueryError, UsageRequest, parse_request
+from pipeline.usage.tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
 Run = Callable[..., Awaitable[Any]]
@@ -87,7 +87,6 @@ def create_api_app(queries: UsageQueries, run: Run, settings: ApiSettings) -> we
 
 def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settings: ApiSettings) -> None:
     """Mount the routes on an existing application (e.g. the worker's, next to /metrics)."""
-    # The key list is not a usage answer, so UsageQueries has no method for it; it reads the same client.
     api = _UsageApi(queries, run, settings)
     handlers = {"summary": api.summary, "models": api.models, "series": api.series, "peak-hours": api.peak_hours,
                 "export.csv": api.export_csv, "keys": api.keys, "openapi.json": api.openapi}

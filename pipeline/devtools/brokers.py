@@ -1,5 +1,7 @@
 """Local Kafka brokers for tests and the quick start, and the admin calls every such program needs.
 
+Topic creation, which production code needs too, lives in :mod:`pipeline.kafka`.
+
 Two brokers answer the same small interface (``start()`` returns the bootstrap address, ``stop()``,
 ``bootstrap``, usable as a context manager):
 
@@ -23,12 +25,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Protocol, Self, TypeVar
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 T = TypeVar("T")
 
-KAFKA_SH = Path(__file__).resolve().parents[1] / "deploy/kafka/kafka.sh"
+KAFKA_SH = Path(__file__).resolve().parents[2] / "deploy/kafka/kafka.sh"
 
 
 class BrokerError(RuntimeError):
@@ -220,39 +222,3 @@ async def _describe_cluster(bootstrap: str) -> dict[str, Any]:
         return await admin.describe_cluster()
     finally:
         await admin.close()
-
-
-async def create_topics(
-    bootstrap: str,
-    partitions: Mapping[str, int],
-    replication: int = 1,
-    timeout: float = 30.0,
-) -> None:
-    """Create the topics (name -> partition count) that do not exist yet, then wait until every
-    partition has a leader, so that producing to them at once succeeds."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        await admin.start()
-        response = await admin.create_topics(
-            [NewTopic(name, count, replication) for name, count in partitions.items()],
-            timeout_ms=int(timeout * 1000),
-        )
-        for topic, code, *_ in response.topic_errors:
-            error = for_code(code)
-            if code != 0 and error is not TopicAlreadyExistsError:
-                raise error(f"creating topic {topic!r}")
-        await _wait_for_leaders(admin, list(partitions), time.monotonic() + timeout)
-    finally:
-        await admin.close()
-
-
-async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], deadline: float) -> None:
-    while True:
-        described = await admin.describe_topics(topics)
-        if all(t["error_code"] == 0 and t["partitions"] for t in described) and all(
-            p["leader"] >= 0 for t in described for p in t["partitions"]
-        ):
-            return
-        if time.monotonic() >= deadline:
-            raise BrokerError(f"topics {topics} still have partitions without a leader")
-        await asyncio.sleep(0.1)

@@ -14,15 +14,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TextIO
 
-from pipeline.query import UsageQueries
-from pipeline.ranges import UsageRequest, bucket_start
+from pipeline.usage.query import EXPORT_MEASURES, UsageQueries
+from pipeline.usage.ranges import UsageRequest, bucket_start
 
-CSV_COLUMNS = (
-    "bucket_start", "api_key_id", "model", "provider", "requests", "error_requests", "unpriced_requests",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "input_cost", "output_cost", "total_cost", "price_version",
-)
-_MONEY = slice(12, 15)  # positions of input/output/total cost in a row
+# The CSV's columns are EXPORT_SQL's, in order: the bucket and its grouping, the measures, the price sheets.
+CSV_COLUMNS = ("bucket_start", "api_key_id", "model", "provider", *(m.name for m in EXPORT_MEASURES), "price_version")
+_MONEY = [CSV_COLUMNS.index(m.name) for m in EXPORT_MEASURES if m.unit == "USD"]  # written as exact decimal text
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,8 @@ def _formatted_blocks(queries: UsageQueries, request: UsageRequest, block_rows: 
             for row in block:
                 row = list(row)
                 row[0] = bucket_start(row[0], granularity, zone).isoformat()
-                row[_MONEY] = [decimal_text(value) for value in row[_MONEY]]
+                for position in _MONEY:
+                    row[position] = decimal_text(row[position])
                 formatted.append(row)
             yield formatted
 

@@ -21,11 +21,11 @@ import msgspec
 import numpy as np
 from clickhouse_connect.driver.client import Client
 
-from pipeline.dedup import SeenRequests
-from pipeline.failpoints import Failpoints
-from pipeline.pricing import USD_DECIMALS, quantize_usd, usd_text
-from pipeline.rollup import CACHE_READ, CACHE_WRITE, COUNTER_NAMES, HOUR, INPUT, KEY, MODEL, ORG, OUTPUT, PROJECT, \
-    PROVIDER, REASONING, REQUESTS, UNPRICED, VERSION, Rollup
+from pipeline.metering.dedup import SeenRequests
+from pipeline.metering.failpoints import Failpoints
+from pipeline.measures import COSTS, COUNTED, UNPRICED, USAGE_MEASURES, Dimensions
+from pipeline.metering.pricing import USD_DECIMALS, quantize_usd, usd_text
+from pipeline.metering.rollup import Rollup
 
 NO_PROGRESS = -1
 _CONFIRM_CHUNK = 20_000
@@ -39,11 +39,9 @@ _ONE_BLOCK = {
     "max_partitions_per_insert_block": 1,
 }
 
-ROLLUP_COLUMNS = (
-    "kind", "api_key_id", "org_id", "project_id", "model", "provider", "hour", "price_version",
-    "kafka_topic", "kafka_partition", "outcome", "reason", *COUNTER_NAMES, "unpriced_requests",
-    "input_cost", "output_cost", "total_cost", "gateway_cost", "events", "last_offset",
-)
+# One row kind per purpose in the one table a flush writes (schemas/migrations/0001_rollups.sql).
+ROLLUP_COLUMNS = ("kind", *Dimensions._fields, "kafka_topic", "kafka_partition", "outcome", "reason",
+                  *(measure.name for measure in USAGE_MEASURES), "events", "last_offset")
 DEDUP_COLUMNS = ("kafka_topic", "kafka_partition", "request_id", "hour", "batch_end_offset", "expires_at")
 
 
@@ -150,8 +148,8 @@ class RollupWriter:
 def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> dict[str, list]:
     """Column-oriented rows of one flush: usage deltas, outcome counts, and the partition's progress."""
     columns = _usage_columns(rollup)
-    meta = [{"kind": "outcome", "outcome": outcome, "reason": reason, "events": n}
-            for (outcome, reason), n in rollup.outcomes.items() if n]
+    meta = [{"kind": "outcome", "outcome": outcome.outcome, "reason": outcome.reason, "events": n}
+            for outcome, n in rollup.outcomes.items() if n]
     meta.append({"kind": "progress", "last_offset": flush.last_offset})
     for row in meta:
         row.update(kafka_topic=topic, kafka_partition=flush.partition)
@@ -160,46 +158,39 @@ def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> dict[str, l
     return columns
 
 
-# Values of the usage columns in outcome and progress rows.
+# Values of the usage columns in outcome and progress rows: zero sums, empty dimensions.
 _META_DEFAULTS = {name: "" for name in ROLLUP_COLUMNS} | {
-    name: 0 for name in (*COUNTER_NAMES, "unpriced_requests", "hour", "kafka_partition", "events", "last_offset")
-} | {name: "0" for name in ("input_cost", "output_cost", "total_cost", "gateway_cost")}
+    measure.name: "0" if measure.unit == "USD" else 0 for measure in USAGE_MEASURES
+} | {"hour": 0, "kafka_partition": 0, "events": 0, "last_offset": 0}
 
 
 def _usage_columns(rollup: Rollup) -> dict[str, list]:
+    """One row per group: its dimensions, its counts, its exact costs as decimal text (ClickHouse parses
+    Decimal(38, 24) from text exactly)."""
     groups = list(rollup.groups)
     n = len(groups)
-    counts = list(zip(*rollup.groups.values())) if n else [() for _ in COUNTER_NAMES]
-    input_cost, output_cost, total_cost = _costs(rollup, groups)
+    dimensions = {name: list(values) for name, values in zip(Dimensions._fields, zip(*groups))} if n else {
+        name: [] for name in Dimensions._fields}
+    dimensions["hour"] = [hour * 3600 for hour in dimensions["hour"]]
+    counts = [rollup.groups[group] for group in groups]
+    costs = [rollup.costs.get(group) for group in groups]
     gateway = rollup.gateway_cost
     columns = {
-        "kind": ["usage"] * n,
-        "api_key_id": [g[KEY] for g in groups], "org_id": [g[ORG] for g in groups],
-        "project_id": [g[PROJECT] for g in groups], "model": [g[MODEL] for g in groups],
-        "provider": [g[PROVIDER] for g in groups], "hour": [g[HOUR] * 3600 for g in groups],
-        "price_version": [g[VERSION] for g in groups],
+        "kind": ["usage"] * n, **dimensions,
         "kafka_topic": [""] * n, "kafka_partition": [0] * n, "outcome": [""] * n, "reason": [""] * n,
-        **{name: list(values) for name, values in zip(COUNTER_NAMES, counts)},
-        "unpriced_requests": [c[REQUESTS] if g[VERSION] == UNPRICED else 0 for g, c in rollup.groups.items()],
-        "input_cost": input_cost, "output_cost": output_cost, "total_cost": total_cost,
+        **{measure.name: [getattr(c, measure.name) for c in counts] for measure in COUNTED},
+        "unpriced_requests": [c.requests if g.price_version == UNPRICED else 0 for g, c in zip(groups, counts)],
+        **_cost_columns(costs),
         "gateway_cost": [usd_text(_units(gateway[g])) if g in gateway else "0" for g in groups],
         "events": [0] * n, "last_offset": [0] * n,
     }
     return {name: columns[name] for name in ROLLUP_COLUMNS}
 
 
-def _costs(rollup: Rollup, groups: list) -> tuple[list[str], list[str], list[str]]:
-    input_cost, output_cost, total_cost = [], [], []
-    rates = rollup.rates
-    for group in groups:
-        rate = rates.get(group[VERSION])
-        if rate is None:
-            input_cost.append("0"), output_cost.append("0"), total_cost.append("0")
-            continue
-        c = rollup.groups[group]
-        i, o = rate.cost_units(c[REQUESTS], c[INPUT], c[CACHE_READ], c[CACHE_WRITE], c[OUTPUT], c[REASONING])
-        input_cost.append(usd_text(i)), output_cost.append(usd_text(o)), total_cost.append(usd_text(i + o))
-    return input_cost, output_cost, total_cost
+def _cost_columns(costs: list) -> dict[str, list[str]]:
+    units = {"input_cost": "input_units", "output_cost": "output_units", "total_cost": "total_units"}
+    return {measure.name: ["0" if cost is None else usd_text(getattr(cost, units[measure.name])) for cost in costs]
+            for measure in COSTS}
 
 
 def _units(amount: Decimal) -> int:

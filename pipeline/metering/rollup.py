@@ -3,11 +3,13 @@
 This is the per-event hot path, so it is one pass over the events:
 
 1. :meth:`RollupBuilder.draft` decodes and validates every message, applies the lateness and clock-skew
-   bounds, drops repeats inside the flush, prices each event at its own timestamp and adds it to its group
-   (key, org, project, model, provider, hour, price). It also asks the in-memory filter which request ids
-   *may* have been counted by an earlier flush (plus every id older than the dedup horizon).
+   bounds, drops repeats inside the flush, finds each event's price at its own timestamp and adds it to its
+   group (:class:`~pipeline.measures.Dimensions`: key, org, project, model, provider, hour, price sheet).
+   It also asks the in-memory filter which request ids *may* have been counted by an earlier flush (plus
+   every id older than the dedup horizon).
 2. The caller confirms those against ClickHouse; :meth:`Draft.finish` takes the few confirmed duplicates
-   back out of their groups and returns the :class:`Rollup` to write.
+   back out of their groups, prices each group (:meth:`pipeline.metering.pricing.Rate.price`) and returns the
+   :class:`Rollup` to write.
 """
 
 from __future__ import annotations
@@ -15,32 +17,31 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterable, Protocol
+from typing import Iterable, NamedTuple, Protocol
 
 import msgspec
 import numpy as np
 
+from pipeline.clock import HOUR_MS
 from pipeline.contract import ContractDecoder, Rejection, UsageEvent, redact, time_bounds_problem
-from pipeline.dedup import SeenRequests, request_id_hashes
-
-HOUR_MS = 3_600_000
+from pipeline.measures import UNPRICED, Counts, Dimensions
+from pipeline.metering.dedup import SeenRequests, request_id_hashes
+from pipeline.metering.pricing import Cost
 
 COUNTED, DUPLICATE, REJECTED = "counted", "duplicate", "rejected"
 
-# Positions in a group's counter list; a list is several times cheaper than an object per update.
-REQUESTS, ERRORS, INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING, GATEWAY_COST_REQUESTS = range(8)
-COUNTER_NAMES = ("requests", "error_requests", "input_tokens", "output_tokens", "cache_read_tokens",
-                 "cache_write_tokens", "reasoning_tokens", "gateway_cost_requests")
-# Group key positions. The price version (not the Rate) is in the key: a str hashes once, a Rate each time.
-KEY, ORG, PROJECT, MODEL, PROVIDER, HOUR, VERSION = range(7)
-UNPRICED = ""  # the price version of events of a model with no known price
+
+class Outcome(NamedTuple):
+    """What became of consumed events: ``counted``, ``duplicate`` or ``rejected`` (with its reason)."""
+
+    outcome: str
+    reason: str = ""
 
 
 class RateLike(Protocol):
     version: str
 
-    def cost_units(self, requests: int, input_tokens: int, cache_read_tokens: int, cache_write_tokens: int,
-                   output_tokens: int, reasoning_tokens: int) -> tuple[int, int]: ...
+    def price(self, counts: Counts) -> Cost: ...
 
 
 class PriceLookup(Protocol):
@@ -82,20 +83,22 @@ class DeadLetter:
     rejection: Rejection
 
 
-GroupKey = tuple  # (api_key_id, org_id, project_id, model, provider, hour (h since epoch), price_version)
-
-
 @dataclass
 class Rollup:
-    """Everything one flush of one partition writes."""
+    """Everything one flush of one partition writes: usage per group (counts, cost, gateway cost), the
+    outcome of every consumed event, the request ids it counts, and the dead letters to send first."""
 
-    groups: dict[GroupKey, list[int]] = field(default_factory=dict)
-    gateway_cost: dict[GroupKey, Decimal] = field(default_factory=dict)
-    rates: dict[str, RateLike] = field(default_factory=dict)
-    outcomes: Counter = field(default_factory=Counter)  # (outcome, reason) -> events
+    groups: dict[Dimensions, Counts] = field(default_factory=dict)
+    costs: dict[Dimensions, Cost] = field(default_factory=dict)  # priced groups only; set by Draft.finish
+    gateway_cost: dict[Dimensions, Decimal] = field(default_factory=dict)  # USD, groups that reported one
+    outcomes: Counter[Outcome] = field(default_factory=Counter)  # -> events
     new_request_ids: list[str] = field(default_factory=list)
     new_request_hours: list[int] = field(default_factory=list)  # hours since the epoch, aligned with ids
     dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    @property
+    def unpriced_requests(self) -> int:
+        return sum(counts.requests for group, counts in self.groups.items() if group.price_version == UNPRICED)
 
 
 @dataclass
@@ -103,44 +106,29 @@ class Draft:
     """A flush's groups before ClickHouse has confirmed which "maybe seen" request ids really were."""
 
     rollup: Rollup
-    counted: dict[str, UsageEvent]  # request id -> its event, in log order
+    counted: dict[str, tuple[UsageEvent, Dimensions]]  # request id -> its event and group, in log order
     maybe_seen: list[str]
-    prices: PriceLookup
+    rates: dict[str, RateLike]  # price version -> the rate of the groups priced with it
 
     def finish(self, confirmed_seen: set[str]) -> Rollup:
+        """Takes the confirmed duplicates back out and prices every group."""
         rollup, counted = self.rollup, self.counted
         for request_id in confirmed_seen:
-            event = counted.pop(request_id)
-            group = _group_of(event, self.prices.rate_for(event.model, event.provider or None, event.timestamp,
-                                                          event.input_tokens))
-            counters = rollup.groups[group]
-            _add(counters, event, -1)
+            event, group = counted.pop(request_id)
+            counts = rollup.groups[group]
+            counts.subtract(event)
             if event.gateway_cost_usd is not None:
                 rollup.gateway_cost[group] -= Decimal(event.gateway_cost_usd)
-            if counters[REQUESTS] == 0:
+            if counts.requests == 0:
                 del rollup.groups[group]
                 rollup.gateway_cost.pop(group, None)
         rollup.new_request_ids = list(counted)
-        rollup.new_request_hours = [event.timestamp // HOUR_MS for event in counted.values()]
-        rollup.outcomes[(DUPLICATE, "")] += len(confirmed_seen)
-        rollup.outcomes[(COUNTED, "")] += len(counted)
+        rollup.new_request_hours = [event.timestamp // HOUR_MS for event, _ in counted.values()]
+        rollup.outcomes[Outcome(DUPLICATE)] += len(confirmed_seen)
+        rollup.outcomes[Outcome(COUNTED)] += len(counted)
+        rollup.costs = {group: self.rates[group.price_version].price(counts)
+                        for group, counts in rollup.groups.items() if group.price_version != UNPRICED}
         return rollup
-
-
-def _group_of(event: UsageEvent, rate: RateLike | None) -> GroupKey:
-    return (event.api_key_id, event.org_id, event.project_id, event.model, event.provider,
-            event.timestamp // HOUR_MS, UNPRICED if rate is None else rate.version)
-
-
-def _add(counters: list[int], event: UsageEvent, sign: int) -> None:
-    counters[REQUESTS] += sign
-    counters[ERRORS] += sign * (event.status == "error")
-    counters[INPUT] += sign * event.input_tokens
-    counters[OUTPUT] += sign * event.output_tokens
-    counters[CACHE_READ] += sign * event.cache_read_tokens
-    counters[CACHE_WRITE] += sign * event.cache_write_tokens
-    counters[REASONING] += sign * event.reasoning_tokens
-    counters[GATEWAY_COST_REQUESTS] += sign * (event.gateway_cost_usd is not None)
 
 
 class RollupBuilder:
@@ -152,8 +140,9 @@ class RollupBuilder:
 
     def draft(self, messages: Iterable[RawMessage], bounds: TimeBounds, seen: SeenRequests) -> Draft:
         rollup = Rollup()
-        groups, rates, gateway = rollup.groups, rollup.rates, rollup.gateway_cost
-        counted: dict[str, UsageEvent] = {}
+        groups, gateway = rollup.groups, rollup.gateway_cost
+        rates: dict[str, RateLike] = {}
+        counted: dict[str, tuple[UsageEvent, Dimensions]] = {}
         old: list[str] = []
         duplicates = 0
         oldest, newest, horizon = bounds.oldest_ms, bounds.newest_ms, bounds.horizon_ms
@@ -178,30 +167,25 @@ class RollupBuilder:
                     rejection = _unmappable(event, error, *_locate(message.value, position, rejections))
                     rollup.dead_letters.append(DeadLetter(message.offset, rejection))
                     continue
-                group = _group_of(event, rate)
-                counters = groups.get(group)
-                if counters is None:
-                    counters = groups[group] = [0] * 8
+                # A plain tuple equals (and hashes as) the Dimensions it names; only a new group builds one.
+                group = (event.api_key_id, event.org_id, event.project_id, event.model, event.provider,
+                         ts // HOUR_MS, UNPRICED if rate is None else rate.version)
+                counts = groups.get(group)
+                if counts is None:
+                    group = Dimensions._make(group)
+                    counts = groups[group] = Counts()
                     if rate is not None:
                         rates[rate.version] = rate
-                counters[REQUESTS] += 1
-                if event.status == "error":
-                    counters[ERRORS] += 1
-                counters[INPUT] += event.input_tokens
-                counters[OUTPUT] += event.output_tokens
-                counters[CACHE_READ] += event.cache_read_tokens
-                counters[CACHE_WRITE] += event.cache_write_tokens
-                counters[REASONING] += event.reasoning_tokens
+                counts.add(event)
                 if event.gateway_cost_usd is not None:
-                    counters[GATEWAY_COST_REQUESTS] += 1
                     gateway[group] = gateway.get(group, Decimal(0)) + Decimal(event.gateway_cost_usd)
-                counted[request_id] = event
+                counted[request_id] = (event, group)
                 if ts < horizon:
                     old.append(request_id)
         for letter in rollup.dead_letters:
-            rollup.outcomes[(REJECTED, letter.rejection.reason)] += 1
-        rollup.outcomes[(DUPLICATE, "")] += duplicates
-        return Draft(rollup, counted, _maybe_seen(list(counted), seen, old), self._prices)
+            rollup.outcomes[Outcome(REJECTED, letter.rejection.reason)] += 1
+        rollup.outcomes[Outcome(DUPLICATE)] += duplicates
+        return Draft(rollup, counted, _maybe_seen(list(counted), seen, old), rates)
 
 
 def _maybe_seen(request_ids: list[str], seen: SeenRequests, old: list[str]) -> list[str]:

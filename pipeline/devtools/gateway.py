@@ -16,7 +16,8 @@ from typing import Awaitable, Callable
 
 import msgspec
 
-HOUR_MS = 3_600_000
+from pipeline.clock import HOUR_MS, now_ms
+
 # (api_key_id, org_id, project_id, relative size, models with their weights)
 KEYS = (
     ("key_acme_prod", "org_acme", "proj_support_bot", 900, (("gpt-4o-mini", "openai", 6), ("gpt-4o", "openai", 2),
@@ -43,7 +44,7 @@ class GatewayStats:
 
 class SyntheticGateway:
     def __init__(self, send: Send, events_per_s: float, seed: int = 42,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 10**6) -> None:
+                 clock_ms: Callable[[], int] = now_ms) -> None:
         self._send = send
         self._events_per_s = events_per_s
         self._rng = random.Random(seed)

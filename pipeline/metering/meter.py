@@ -1,8 +1,11 @@
 """One partition's flush, from raw Kafka messages to a committed ClickHouse write.
 
 The :class:`Meter` knows nothing of Faust: the worker hands it a partition number and the messages it
-buffered, and gets back the last offset now durable in ClickHouse (or a :class:`FencedError`).
-CPU work and ClickHouse calls run on the ClickHouse thread so the event loop keeps serving Kafka.
+buffered. :meth:`Meter.prepare` returns what the flush will write and what must be dead-lettered first (the
+caller sends those through :class:`~pipeline.metering.deadletters.DeadLetterProducer`); :meth:`Meter.write`
+then writes it and returns the last offset now durable in ClickHouse (or raises :class:`FencedError`).
+Python work runs on the meter's own CPU thread and ClickHouse calls on the ClickHouse thread, so one
+partition's preparation overlaps another's insert and the event loop keeps serving Kafka.
 """
 
 from __future__ import annotations
@@ -12,24 +15,22 @@ import concurrent.futures
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
 from pipeline.clickhouse import ClickHouse, is_transient
+from pipeline.clock import HOUR_MS, now_ms
 from pipeline.config import RollupSettings
-from pipeline.dedup import SeenRequests, request_id_hashes
-from pipeline.failpoints import Failpoints
+from pipeline.metering.dedup import SeenRequests, request_id_hashes
 from pipeline.metrics import PipelineMetrics
-from pipeline.rollup import COUNTED, DUPLICATE, HOUR_MS, REJECTED, REQUESTS, UNPRICED, VERSION, DeadLetter, \
-    RawMessage, Rollup, RollupBuilder, TimeBounds
-from pipeline.sink import EncodedFlush, FencedError, FlushRange, RollupWriter
+from pipeline.retry import Backoff, retry
+from pipeline.metering.rollup import COUNTED, DUPLICATE, REJECTED, Outcome, RawMessage, Rollup, RollupBuilder, \
+    TimeBounds
+from pipeline.metering.sink import EncodedFlush, FencedError, FlushRange, RollupWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-DeadLetterSender = Callable[[int, Sequence[DeadLetter]], Awaitable[None]]
-
 
 @dataclass
 class PartitionState:
@@ -39,6 +40,8 @@ class PartitionState:
 
 @dataclass(frozen=True)
 class PreparedFlush:
+    """A flush ready to write: its rollup (with the dead letters to send before the write) encoded."""
+
     state: PartitionState
     flush: FlushRange
     rollup: Rollup
@@ -48,12 +51,6 @@ class PreparedFlush:
     started: float
 
 
-@dataclass(frozen=True)
-class Backoff:
-    initial_s: float = 0.2
-    max_s: float = 10.0
-
-
 class Meter:
     def __init__(
         self,
@@ -61,19 +58,15 @@ class Meter:
         writer: RollupWriter,
         builder: RollupBuilder,
         settings: RollupSettings,
-        send_dead_letters: DeadLetterSender,
         metrics: PipelineMetrics,
-        failpoints: Failpoints,
         backoff: Backoff = Backoff(),
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._ch = clickhouse
         self._writer = writer
         self._builder = builder
         self._settings = settings
-        self._send_dead_letters = send_dead_letters
         self._metrics = metrics
-        self._failpoints = failpoints
         self._backoff = backoff
         self._clock_ms = clock_ms
         self._states: dict[int, PartitionState] = {}
@@ -104,8 +97,8 @@ class Meter:
         return PartitionState(progress, self._writer.load_seen(partition, progress, since_hour))
 
     async def prepare(self, partition: int, messages: Sequence[RawMessage]) -> PreparedFlush | None:
-        """Everything before the writes: validate, dedup, price, group, dead-letter, encode. None when
-        every message is already counted."""
+        """Everything before the writes: validate, dedup, price, group, encode. None when every message is
+        already counted. The caller dead-letters ``prepared.rollup.dead_letters`` before the write."""
         started = time.perf_counter()
         state = await self.state(partition)
         fresh = [m for m in messages if m.offset > state.progress]
@@ -117,9 +110,6 @@ class Meter:
         if draft.maybe_seen:
             confirmed = await self._retry(self._writer.confirm_seen, partition, state.progress, draft.maybe_seen)
         rollup = draft.finish(confirmed)
-        if rollup.dead_letters:
-            await self._retry_async(self._send_dead_letters, partition, rollup.dead_letters)
-            self._failpoints.hit("after_dead_letters")
         flush = FlushRange(partition, fresh[0].offset, fresh[-1].offset, state.progress)
         encoded = await self._on_cpu(self._writer.encode, flush, rollup)
         return PreparedFlush(state, flush, rollup, encoded, len(fresh), bounds, started)
@@ -161,19 +151,19 @@ class Meter:
         return TimeBounds(self._clock_ms(), int(s.max_lateness_s * 1000), int(s.max_future_skew_s * 1000),
                           int(s.dedup_horizon_s * 1000))
 
-    def _record(self, rollup, n_messages: int, bounds: TimeBounds, state: PartitionState) -> None:
+    def _record(self, rollup: Rollup, n_messages: int, bounds: TimeBounds, state: PartitionState) -> None:
         m = self._metrics
         m.flushes.inc()
         m.messages_consumed.inc(n_messages)
         m.events_consumed.inc(sum(rollup.outcomes.values()))
-        m.events_counted.inc(rollup.outcomes[(COUNTED, "")])
-        m.events_duplicate.inc(rollup.outcomes[(DUPLICATE, "")])
-        for (outcome, reason), n in rollup.outcomes.items():
-            if outcome == REJECTED:
-                m.events_rejected.labels(reason).inc(n)
+        m.events_counted.inc(rollup.outcomes[Outcome(COUNTED)])
+        m.events_duplicate.inc(rollup.outcomes[Outcome(DUPLICATE)])
+        for outcome, n in rollup.outcomes.items():
+            if outcome.outcome == REJECTED:
+                m.events_rejected.labels(outcome.reason).inc(n)
         current_hour = bounds.now_ms // HOUR_MS
         m.events_late.inc(sum(1 for hour in rollup.new_request_hours if hour < current_hour))
-        m.events_unpriced.inc(sum(c[REQUESTS] for g, c in rollup.groups.items() if g[VERSION] == UNPRICED))
+        m.events_unpriced.inc(rollup.unpriced_requests)
         m.rollup_rows_written.inc(len(rollup.groups))
         m.dedup_entries.set(sum(len(s.seen) for s in self._states.values()))
         m.dedup_bytes.set(sum(s.seen.nbytes for s in self._states.values()))
@@ -181,25 +171,8 @@ class Meter:
     async def _retry(self, fn: Callable[..., T], *args) -> T:
         """Runs a ClickHouse call until it succeeds: an unwritten flush is never skipped or committed past.
         A permanent error (a bug, a schema that lacks a migration) is raised instead: the worker stops."""
-        delay = self._backoff.initial_s
-        while True:
-            try:
-                return await self._ch.run(fn, *args)
-            except Exception as error:
-                if not is_transient(error):
-                    raise
-                self._metrics.clickhouse_errors.inc()
-                log.warning("ClickHouse call %s failed (%s); retrying in %.1fs", fn.__name__, error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff.max_s)
+        def failed(error: Exception, attempt: int, delay_s: float) -> None:
+            self._metrics.clickhouse_errors.inc()
+            log.warning("ClickHouse call %s failed (%s); retrying in %.1fs", fn.__name__, error, delay_s)
 
-    async def _retry_async(self, fn: Callable[..., Awaitable[T]], *args) -> T:
-        delay = self._backoff.initial_s
-        while True:
-            try:
-                return await fn(*args)
-            except Exception as error:
-                self._metrics.dead_letter_errors.inc()
-                log.warning("dead-letter send failed (%s); retrying in %.1fs", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff.max_s)
+        return await retry(lambda: self._ch.run(fn, *args), self._backoff, retryable=is_transient, on_failure=failed)

@@ -21,7 +21,9 @@ from string import Template
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline.ranges import SCOPES, QueryError, UsageRequest, bucket_start
+from pipeline.measures import CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, ERROR_REQUESTS, INPUT_COST, INPUT_TOKENS, \
+    OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNPRICED_REQUESTS, Measure
+from pipeline.usage.ranges import SCOPES, QueryError, UsageRequest, bucket_start
 
 # Money sums keep all 24 decimals; derived ratios are rounded half-even to these places.
 AVERAGE_PLACES = Decimal("0.01")
@@ -40,9 +42,21 @@ BUCKETS = {
 
 _IN_RANGE = ("$scope = {scope_id:String} AND hour >= toDateTime({first_hour:UInt32}, 'UTC') "
              "AND hour < toDateTime({end_hour:UInt32}, 'UTC')")
-_SUMS = ("sum(requests) AS requests, sum(error_requests), sum(unpriced_requests), sum(input_tokens) AS inp, "
-         "sum(output_tokens) AS outp, inp + outp, sum(cache_read_tokens), sum(cache_write_tokens), "
-         "sum(reasoning_tokens), sum(input_cost), sum(output_cost), sum(total_cost) AS total_cost")
+# The sums behind Totals, by name (pipeline/measures.py); total_tokens and the ratios are derived in Python.
+TOTALS_MEASURES = (REQUESTS, ERROR_REQUESTS, UNPRICED_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
+                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST)
+SERIES_MEASURES = (REQUESTS, ERROR_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, TOTAL_COST)
+# Per bucket x key x model x provider in the CSV (pipeline/usage/export.py names the other columns).
+EXPORT_MEASURES = (REQUESTS, ERROR_REQUESTS, UNPRICED_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
+                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST)
+
+
+def sums(measures: tuple[Measure, ...]) -> str:
+    """``sum(name) AS name, ...`` for the measures: every answer reads its columns by name."""
+    return ", ".join(f"sum({measure.name}) AS {measure.name}" for measure in measures)
+
+
+_SUMS = sums(TOTALS_MEASURES)
 
 SUMMARY_SQL = f"SELECT {_SUMS} FROM usage_hourly WHERE {_IN_RANGE}"
 MODELS_SQL = f"""
@@ -51,21 +65,19 @@ FROM usage_hourly WHERE {_IN_RANGE}
 GROUP BY model, provider
 ORDER BY $order, model, provider"""
 SERIES_SQL = f"""
-SELECT $bucket AS bucket, sum(requests), sum(error_requests), sum(input_tokens) AS inp, sum(output_tokens) AS outp,
-       inp + outp, sum(total_cost)
+SELECT $bucket AS bucket, {sums(SERIES_MEASURES)}
 FROM usage_hourly WHERE {_IN_RANGE}
 GROUP BY bucket
 ORDER BY bucket WITH FILL FROM {{fill_from:$fill_type}} TO {{fill_to:$fill_type}} STEP $step"""
 PEAK_HOURS_SQL = f"""
-SELECT toHour(hour, {{tz:String}}) AS hour_of_day, sum(requests), sum(input_tokens) + sum(output_tokens)
+SELECT toHour(hour, {{tz:String}}) AS hour_of_day, sum(requests) AS requests,
+       sum(input_tokens) + sum(output_tokens) AS total_tokens
 FROM usage_hourly WHERE {_IN_RANGE}
 GROUP BY hour_of_day
 ORDER BY hour_of_day WITH FILL FROM 0 TO 24"""
 EXPORT_SQL = f"""
-SELECT $bucket AS bucket, api_key_id, model, provider, sum(requests), sum(error_requests), sum(unpriced_requests),
-       sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens),
-       sum(input_cost), sum(output_cost), sum(total_cost),
-       arrayStringConcat(arraySort(arrayFilter(v -> v != '', groupUniqArray(price_version))), ';')
+SELECT $bucket AS bucket, api_key_id, model, provider, {sums(EXPORT_MEASURES)},
+       arrayStringConcat(arraySort(arrayFilter(v -> v != '', groupUniqArray(price_version))), ';') AS price_version
 FROM usage_hourly WHERE {_IN_RANGE}
 GROUP BY bucket, api_key_id, model, provider
 ORDER BY bucket, api_key_id, model, provider"""
@@ -94,10 +106,13 @@ class Totals:
     output_input_ratio: Decimal | None
 
     @classmethod
-    def from_row(cls, row: tuple) -> "Totals":
-        requests, errors, unpriced, inp, outp, total, cache_read, cache_write, reasoning, ic, oc, tc = row
-        return cls(requests, errors, unpriced, inp, outp, total, cache_read, cache_write, reasoning, ic, oc, tc,
-                   _ratio(total, requests, AVERAGE_PLACES), _ratio(outp, inp, RATIO_PLACES))
+    def from_sums(cls, sums: dict) -> "Totals":
+        """From a row of :data:`TOTALS_MEASURES` sums, by name (other keys are ignored)."""
+        values = {measure.name: sums[measure.name] for measure in TOTALS_MEASURES}
+        total = values["input_tokens"] + values["output_tokens"]
+        return cls(**values, total_tokens=total,
+                   avg_tokens_per_request=_ratio(total, values["requests"], AVERAGE_PLACES),
+                   output_input_ratio=_ratio(values["output_tokens"], values["input_tokens"], RATIO_PLACES))
 
 
 @dataclass(frozen=True)
@@ -197,28 +212,30 @@ class UsageQueries:
         return KeyList(prefix, limit, len(rows) > limit, tuple(row[0] for row in rows[:limit]))
 
     def summary(self, request: UsageRequest) -> Summary:
-        row = self._rows(SUMMARY_SQL, request)[0]
-        totals = Totals.from_row(row)
+        totals = Totals.from_sums(self._named(SUMMARY_SQL, request)[0])
         return Summary(request, self._status(request, totals.requests > 0), totals)
 
     def models(self, request: UsageRequest, order: str = "cost") -> ModelBreakdown:
         if order not in ORDERS:
             raise QueryError("unknown order", f"order must be one of {', '.join(ORDERS)}, got {order!r}")
-        rows = self._rows(MODELS_SQL, request, order=ORDERS[order])
-        all_requests = sum(row[2] for row in rows)  # a handful of per-model sums, not raw rows
-        models = tuple(ModelUsage(row[0], row[1], _ratio(row[2], all_requests, SHARE_PLACES) or Decimal(0),
-                                  Totals.from_row(row[2:])) for row in rows)
+        rows = self._named(MODELS_SQL, request, order=ORDERS[order])
+        all_requests = sum(row["requests"] for row in rows)  # a handful of per-model sums, not raw rows
+        models = tuple(ModelUsage(row["model"], row["provider"],
+                                  _ratio(row["requests"], all_requests, SHARE_PLACES) or Decimal(0),
+                                  Totals.from_sums(row)) for row in rows)
         return ModelBreakdown(request, self._status(request, bool(rows)), order, all_requests, models)
 
     def series(self, request: UsageRequest) -> Series:
         fill_from, fill_to = request.fill_bounds()
-        rows = self._rows(SERIES_SQL, request, fill_from=fill_from, fill_to=fill_to)
-        buckets = tuple(SeriesBucket(bucket_start(row[0], request.granularity, request.zone), *row[1:])
+        rows = self._named(SERIES_SQL, request, fill_from=fill_from, fill_to=fill_to)
+        buckets = tuple(SeriesBucket(start=bucket_start(row.pop("bucket"), request.granularity, request.zone),
+                                     total_tokens=row["input_tokens"] + row["output_tokens"], **row)
                         for row in rows)
         return Series(request, self._status(request, any(b.requests for b in buckets)), buckets)
 
     def peak_hours(self, request: UsageRequest) -> PeakHours:
-        hours = tuple(HourOfDay(*row) for row in self._rows(PEAK_HOURS_SQL, request))
+        hours = tuple(HourOfDay(row["hour_of_day"], row["requests"], row["total_tokens"])
+                      for row in self._named(PEAK_HOURS_SQL, request))
         return PeakHours(request, self._status(request, any(h.requests for h in hours)), hours)
 
     def export_blocks(self, request: UsageRequest, block_rows: int = 2048) -> AbstractContextManager:
@@ -243,6 +260,11 @@ class UsageQueries:
     def _rows(self, template: str, request: UsageRequest, **extra) -> list[tuple]:
         sql, parameters = self._bind(template, request, **extra)
         return self._client.query(sql, parameters=parameters).result_rows
+
+    def _named(self, template: str, request: UsageRequest, **extra) -> list[dict]:
+        """Rows as dicts keyed by the SELECT's column names."""
+        sql, parameters = self._bind(template, request, **extra)
+        return list(self._client.query(sql, parameters=parameters).named_results())
 
     @staticmethod
     def _bind(template: str, request: UsageRequest, order: str = "", **extra) -> tuple[str, dict]:
