@@ -18,7 +18,7 @@ from pipeline.alerts.model import AlertKey, ALL_MODELS, FIRING
 from pipeline.alerts.notice import LinkSettings
 from pipeline.budgets.model import PERIOD_WORDS
 from pipeline.budgets.status import BudgetStatus
-from pipeline.export import decimal_text
+from pipeline.usage.export import decimal_text
 
 BUDGET_ALERT_NAME = "MeterlineBudget"
 THRESHOLD, FORECAST = "threshold", "forecast"

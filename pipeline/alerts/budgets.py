@@ -36,7 +36,7 @@ from pipeline.budgets.model import Budget
 from pipeline.budgets.status import STATES, BudgetMeter, BudgetStatus, PROJECTED_OVER
 from pipeline.budgets.store import BudgetStore
 from pipeline.clickhouse import ClickHouse
-from pipeline.failpoints import Failpoints
+from pipeline.metering.failpoints import Failpoints
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pipeline.alerts.state import AlertRecord, AlertStateStore
 from pipeline.budgets.status import BudgetMeter
 from pipeline.clickhouse import ClickHouse
 from pipeline.config import AlertSettings, BudgetSettings
-from pipeline.failpoints import Failpoints
+from pipeline.metering.failpoints import Failpoints
 
 log = logging.getLogger(__name__)
 

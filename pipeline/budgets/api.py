@@ -1,4 +1,4 @@
-"""Budget routes of the HTTP API, mounted next to the usage routes (pipeline/api.py) with
+"""Budget routes of the HTTP API, mounted next to the usage routes (pipeline/usage/api.py) with
 :func:`add_budget_routes`, which also adds their paths and schemas to the served OpenAPI document.
 
 * ``GET /api/v1/budgets[?key=|org=|project=][&period=]``: budgets with their status now. The admin token reads
@@ -22,13 +22,13 @@ import msgspec
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
-from pipeline.api import OPENAPI_EXTENSIONS, PREFIX_V1, ApiError, Run, authenticate, json_errors, jsonable
+from pipeline.usage.api import OPENAPI_EXTENSIONS, PREFIX_V1, ApiError, Run, authenticate, json_errors, jsonable
 from pipeline.budgets.export import status_csv
 from pipeline.budgets.model import PERIOD_WORDS, PERIODS, Budget, BudgetError, check_period, check_scope, make_budget
 from pipeline.budgets.status import BudgetMeter, BudgetStatus
 from pipeline.budgets.store import BudgetStore
 from pipeline.config import ApiSettings
-from pipeline.ranges import SCOPES, QueryError
+from pipeline.usage.ranges import SCOPES, QueryError
 
 PATH, CSV_PATH = f"{PREFIX_V1}/budgets", f"{PREFIX_V1}/budgets.csv"
 
@@ -177,7 +177,7 @@ _SCOPE_PARAMETERS = [
 
 
 def add_openapi(document: dict) -> None:
-    """Adds the budget paths and their schemas to an OpenAPI document built by pipeline.api."""
+    """Adds the budget paths and their schemas to an OpenAPI document built by pipeline.usage.api."""
     _, schemas = msgspec.json.schema_components([BudgetList, DeletedBudgets, BudgetStatus, BudgetBody],
                                                 ref_template="#/components/schemas/{name}")
     document["components"]["schemas"].update(schemas)

@@ -10,7 +10,7 @@ import io
 from collections.abc import Iterable
 
 from pipeline.budgets.status import BudgetStatus
-from pipeline.export import decimal_text
+from pipeline.usage.export import decimal_text
 
 CSV_COLUMNS = (
     "scope", "scope_id", "period", "tz", "amount_usd", "thresholds", "period_start", "period_end", "as_of",

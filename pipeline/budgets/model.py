@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
-from pipeline.ranges import SCOPES, QueryError, parse_zone
+from pipeline.usage.ranges import SCOPES, QueryError, parse_zone
 
 PERIODS = ("day", "week", "month")  # weeks start on Monday (ISO 8601)
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly"}

@@ -33,8 +33,8 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.budgets.model import Budget
 from pipeline.budgets.periods import MICROSECOND, local_midnight, microseconds_between, period_bounds
-from pipeline.query import UsageQueries
-from pipeline.ranges import UsageRequest
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.ranges import UsageRequest
 
 DEFAULT_TREND_DAYS = 7
 MIN_TREND_WINDOW = timedelta(hours=1)

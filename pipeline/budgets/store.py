@@ -15,7 +15,7 @@ from decimal import Decimal
 from clickhouse_connect.driver.client import Client
 
 from pipeline.budgets.model import Budget, BudgetKey
-from pipeline.ranges import SCOPES
+from pipeline.usage.ranges import SCOPES
 
 COLUMNS = ("scope", "scope_id", "period", "amount_usd", "tz", "thresholds", "updated_at", "deleted", "version")
 _SELECT = "SELECT scope, scope_id, period, amount_usd, tz, thresholds, updated_at FROM budgets FINAL"

@@ -20,7 +20,7 @@ from pipeline.alerts.runner import AlertRunner, RunReport
 from pipeline.alerts.state import AlertRecord, AlertStateStore
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy
 from pipeline.config import Settings, load_settings, parse_duration
-from pipeline.failpoints import Failpoints
+from pipeline.metering.failpoints import Failpoints
 
 _UNKNOWN_TABLE = "code: 60"
 

@@ -22,13 +22,13 @@ from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from pipeline.api import PREFIX_V1, jsonable
+from pipeline.usage.api import PREFIX_V1, jsonable
 from pipeline.budgets.api import BudgetService
 from pipeline.budgets.export import status_csv
 from pipeline.budgets.model import DEFAULT_PERIOD, PERIODS, Budget, check_scope, make_budget
 from pipeline.clickhouse import EmbeddedStoreBusy, connect
 from pipeline.config import Settings, load_settings
-from pipeline.ranges import QueryError
+from pipeline.usage.ranges import QueryError
 
 HTTP_TIMEOUT_S = 60
 _UNKNOWN_TABLE = ("code: 60", "unknown_table")

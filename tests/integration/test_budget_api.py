@@ -17,15 +17,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline import cli
-from pipeline.api import create_api_app, jsonable
+from pipeline.usage.api import create_api_app, jsonable
 from pipeline.budgets.api import BudgetService, add_budget_routes
 from pipeline.budgets.export import CSV_COLUMNS
 from pipeline.budgets.model import make_budget
 from pipeline.budgets.status import BudgetMeter
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy, connect
 from pipeline.config import ApiSettings
-from pipeline.query import UsageQueries
-from pipeline.tokens import issue_key_token
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.tokens import issue_key_token
 from support.budgets import PRICES, Ledger
 from support.writes import bounds_at, write_events
 

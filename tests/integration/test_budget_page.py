@@ -17,15 +17,15 @@ import pytest_asyncio
 from aiohttp import web
 from playwright.async_api import BrowserContext, Page, async_playwright
 
-from pipeline.api import add_usage_page, create_api_app
+from pipeline.usage.api import add_usage_page, create_api_app
 from pipeline.budgets.api import BudgetService, add_budget_routes
 from pipeline.budgets.model import make_budget
 from pipeline.budgets.store import BudgetStore
 from pipeline.clickhouse import ClickHouse, connect
 from pipeline.config import ApiSettings
 from pipeline.migrations import Migrator
-from pipeline.query import UsageQueries
-from pipeline.tokens import issue_key_token
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.tokens import issue_key_token
 from support.budgets import PRICES, Ledger
 from support.writes import bounds_at, write_events
 from test_usage_page import CHROMIUM, CHROMIUM_ARGS, DESKTOP, LOW_CONTRAST_TEXT, PHONE, artifact

@@ -9,7 +9,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
-from pipeline.pricing import PriceBook, PriceOverride
+from pipeline.metering.pricing import PriceBook, PriceOverride
 
 MODEL, PROVIDER = "budget-test-model", "acme"
 # $1000 per 1M tokens: one token is $0.001, so an event's cost is its tokens / 1000, exactly.

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from pipeline.budgets.model import DEFAULT_THRESHOLDS, BudgetError, make_budget, parse_amount, parse_thresholds
-from pipeline.ranges import QueryError
+from pipeline.usage.ranges import QueryError
 
 
 @pytest.mark.parametrize("text,amount", [("100", Decimal(100)), ("12.50", Decimal("12.5")), ("0.01", Decimal("0.01")),
