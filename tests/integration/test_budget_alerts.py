@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pipeline import cli
+from pipeline.alerts.budget_notice import THRESHOLD, NotificationKey
 from pipeline.alerts.budget_state import NotificationLog
 from pipeline.alerts.channels import RetryPolicy, channels_from_settings
 from pipeline.alerts.metrics import AlertMetrics
@@ -258,7 +259,6 @@ async def test_a_claim_left_by_a_dead_runner_is_taken_over_after_its_lease(store
     dead, _ = new_runner(store, settings)
     now = DAY + timedelta(hours=20)
     status = dead.budgets._meter.status(BudgetStore(store.client).list()[0], now)
-    from pipeline.alerts.budget_notice import THRESHOLD, NotificationKey
     key = NotificationKey.of(status, THRESHOLD, 50)
     assert await dead.budgets._log.claim((key, "slack"), 0, dead.budgets.owner, now, now + timedelta(seconds=60),
                                          status)  # ... and then it died
