@@ -111,7 +111,12 @@ class BudgetAlerts:
 
     async def run(self, now: datetime, poster: Poster) -> BudgetReport:
         """Raises only if ClickHouse fails (nothing is then sent that was not claimed; a claim left behind is
-        taken over after its lease). Delivery failures are counted and released for the next run."""
+        taken over after its lease). Delivery failures are counted and released for the next run.
+
+        Statuses are computed as of ``now``; claims and their leases are dated ``now`` + the real time elapsed
+        since, so a long evaluation (many budgets) cannot leave a runner sending on a lease that has run out."""
+        started = time.monotonic()
+        clock = _RunClock(now, started)
         report = BudgetReport()
         budgets = await self._clickhouse.run(self._store.list)
         statuses = await self._clickhouse.run(self._evaluate, budgets, now, report)
@@ -124,11 +129,13 @@ class BudgetAlerts:
         units = await self._log.load(min(s.period_start for s in statuses))
         by_key = {NotificationKey.of(s, kind, threshold): s for s in statuses
                   for kind, threshold in [(FORECAST, 0)] + [(THRESHOLD, t) for t in s.budget.thresholds]}
-        claimed = await self._claim(due_units(statuses, [c.name for c in self._channels], units, now), by_key, now,
-                                    report)
+        claimed, first_claim = await self._claim(due_units(statuses, [c.name for c in self._channels], units, now),
+                                                 by_key, clock, report)
         if claimed:
             self._failpoints.hit("budget_after_claim")
-            await self._deliver(claimed, by_key, units, now, poster, report)
+            # The owner sends only in the first half of its lease; the second half is left to record the outcome.
+            deadline = first_claim + self._lease.total_seconds() / 2
+            await self._deliver(claimed, by_key, units, clock, deadline, poster, report)
         return report
 
     def _evaluate(self, budgets: list[Budget], now: datetime, report: BudgetReport) -> list[BudgetStatus]:
@@ -145,23 +152,27 @@ class BudgetAlerts:
                 self._metrics.budget_evaluation_failures.inc()
         return statuses
 
-    async def _claim(self, due: list[DueUnit], by_key: dict[NotificationKey, BudgetStatus], now: datetime,
-                     report: BudgetReport) -> list[DueUnit]:
-        claimed = []
+    async def _claim(self, due: list[DueUnit], by_key: dict[NotificationKey, BudgetStatus], clock: "_RunClock",
+                     report: BudgetReport) -> tuple[list[DueUnit], float]:
+        """The units this runner now holds, and when (monotonic) it claimed the first of them."""
+        claimed, first = [], None
         for unit in due:
-            if await self._log.claim((unit.key, unit.channel), unit.attempt, self.owner, now, now + self._lease,
-                                     by_key[unit.key]):
+            # dated as of the evaluation (the notification's startsAt); the lease runs from the claim itself
+            at = clock.now()
+            if await self._log.claim((unit.key, unit.channel), unit.attempt, self.owner, clock.started_at,
+                                     at + self._lease, by_key[unit.key]):
+                first = clock.monotonic_of(at) if first is None else first
                 claimed.append(unit)
                 report.claimed += 1
             else:
                 report.lost += 1
                 self._metrics.budget_claims_lost.inc()
-        return claimed
+        return claimed, first if first is not None else time.monotonic()
 
     async def _deliver(self, claimed: list[DueUnit], by_key: dict[NotificationKey, BudgetStatus],
-                       units: dict[Unit, UnitState], now: datetime, poster: Poster, report: BudgetReport) -> None:
-        # The owner sends only in the first half of its lease; the second half is left to record the outcome.
-        deadline = time.monotonic() + self._lease.total_seconds() / 2
+                       units: dict[Unit, UnitState], clock: "_RunClock", deadline: float, poster: Poster,
+                       report: BudgetReport) -> None:
+        now = clock.started_at
         per_channel: dict[str, list[BudgetNotice]] = defaultdict(list)
         for unit in claimed:
             state = units.get((unit.key, unit.channel))
@@ -184,7 +195,7 @@ class BudgetAlerts:
                 self._metrics.delivery_failures.labels(channel=channel.name).inc(outcome.failures)
         if report.sent:
             self._failpoints.hit("budget_after_send")
-        await self._log.record(results, self.owner, now, by_key)
+        await self._log.record(results, self.owner, clock.now(), by_key)
 
     async def _send(self, channel: Channel, poster: Poster, notices: list[BudgetNotice], deadline: float) -> Outcome:
         try:
@@ -192,3 +203,20 @@ class BudgetAlerts:
         except Exception:  # a bug in one channel must not stop the others
             log.exception("budget notification channel %s failed", channel.name)
             return Outcome(failures=1)
+
+
+class _RunClock:
+    """A run's time: the instant it was asked to run at, moved on by the real time elapsed since it started."""
+
+    def __init__(self, now: datetime, started: float) -> None:
+        self._now, self._started = now, started
+
+    @property
+    def started_at(self) -> datetime:
+        return self._now
+
+    def now(self) -> datetime:
+        return self._now + timedelta(seconds=time.monotonic() - self._started)
+
+    def monotonic_of(self, moment: datetime) -> float:
+        return self._started + (moment - self._now).total_seconds()
