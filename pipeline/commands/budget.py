@@ -131,20 +131,26 @@ def run_delete(args: argparse.Namespace) -> int:
         gone = source.delete(scope, scope_id, args.period)
     for budget in gone:
         print(f"deleted: {budget['scope']} {budget['scope_id']} {budget['period']} budget of "
-              f"${budget['amount_usd']} ({budget['tz']})")
+              f"{_usd(budget['amount_usd'])} ({budget['tz']})")
     return 0
 
 
 def render_status(s: dict) -> str:
     """One budget's status in a line, from the API's JSON shape."""
     b = s["budget"]
-    line = (f"{b['scope']} {b['scope_id']} {b['period']} ({b['tz']}): spent ${s['spent_usd']} of "
-            f"${b['amount_usd']} ({_percent(s['used_share'])}) since {s['period_start']}; projected "
-            f"${s['projected_usd']} by {s['period_end']} at ${s['daily_rate_usd']}/day")
+    line = (f"{b['scope']} {b['scope_id']} {b['period']} ({b['tz']}): spent {_usd(s['spent_usd'])} of "
+            f"{_usd(b['amount_usd'])} ({_percent(s['used_share'])}) since {s['period_start']}; projected "
+            f"{_usd(s['projected_usd'])} by {s['period_end']} at {_usd(s['daily_rate_usd'])}/day")
     if s["projected_exceed_at"]:
         line += f", exceeding on {s['projected_exceed_at']}"
     crossed = ", ".join(f"{t}%" for t in s["thresholds_crossed"])
     return line + f"; thresholds {','.join(map(str, b['thresholds']))}" + (f" (crossed {crossed})" if crossed else "")
+
+
+def _usd(text: str) -> str:
+    """An exact decimal string as dollars with at least cents: "12.5" -> "$12.50", "0.000123" as it is."""
+    amount = Decimal(text)
+    return f"${amount.quantize(Decimal('0.01')) if amount.as_tuple().exponent > -2 else amount}"
 
 
 def _percent(share: str) -> str:

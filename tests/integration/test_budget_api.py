@@ -218,7 +218,7 @@ def test_cli_sets_lists_and_deletes_on_the_store(seeded, clickhouse_url, monkeyp
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["scope_id"], r["period"], r["thresholds"]) for r in rows] == [("key-a", "week", "50;90")]
     assert run_cli(monkeypatch, clickhouse_url, "budget", "delete", "--key", "key-a") == 0
-    assert capsys.readouterr().out == "deleted: key key-a week budget of $30 (Europe/Berlin)\n"
+    assert capsys.readouterr().out == "deleted: key key-a week budget of $30.00 (Europe/Berlin)\n"
     assert run_cli(monkeypatch, clickhouse_url, "budget", "delete", "--key", "key-a") == 1
     assert "no budget for key 'key-a'" in capsys.readouterr().err
 
@@ -258,7 +258,7 @@ async def test_cli_asks_the_running_worker_when_the_store_is_held(api, clickhous
     assert await call("list", "--csv") == 0
     assert capsys.readouterr().out == await (await get(api, "budgets.csv")).text()
     assert await call("delete", "--key", "key-a", "--period", "week") == 0
-    assert "deleted: key key-a week budget of $40" in capsys.readouterr().out
+    assert "deleted: key key-a week budget of $40.00" in capsys.readouterr().out
     assert await call("delete", "--key", "key-a") == 1
     assert "answered 404: no budget for key 'key-a'" in capsys.readouterr().err
     monkeypatch.setenv("METERLINE_API_ADMIN_TOKEN", "")
