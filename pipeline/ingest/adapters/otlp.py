@@ -39,10 +39,11 @@ class OtlpTracesAdapter:
 
 
 def _spans(document: dict[str, Any]):
-    """(resource attributes, span) for every span, in document order."""
-    for resource_spans in _list(document.get("resourceSpans")):
+    """(resource attributes, span) for every span, in document order; a level that is not an object holds
+    no spans (a span that is not an object is rejected by :func:`map_span`)."""
+    for resource_spans in map(_dict, _list(document.get("resourceSpans"))):
         resource = attributes_of(_dict(resource_spans.get("resource")).get("attributes"))
-        for scope_spans in _list(resource_spans.get("scopeSpans")):
+        for scope_spans in map(_dict, _list(resource_spans.get("scopeSpans"))):
             for span in _list(scope_spans.get("spans")):
                 yield resource, span
 
