@@ -13,16 +13,18 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from pipeline.config import IngestSettings
+from pipeline.config import IngestSettings, RollupSettings
 from pipeline.contract import ContractDecoder
 from pipeline.ingest.app import Collector
 from pipeline.ingest.batcher import KeyedBatcher
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.producer import OutgoingMessage, kafka_partition
-from pipeline.ingest.validation import EventValidator
+from pipeline.ingest.validation import EventValidator, TimeWindow
 from schemas import EXAMPLES_DIR
 
 TOKEN = "ingest-token-1"
+# The collector's clock in these tests: an hour after the events' (and the adapter examples') timestamps.
+NOW_MS = 1_795_605_300_000
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -60,7 +62,8 @@ async def client(kafka: FakeKafka) -> AsyncIterator[TestClient]:
     settings = IngestSettings(tokens=("other-token", TOKEN), max_body_bytes=64 * 1024, linger_s=0.002,
                               produce_timeout_s=0.3)
     batcher = KeyedBatcher(kafka.send, max_events=1000, linger_s=settings.linger_s)
-    collector = Collector(settings, EventValidator(ContractDecoder()), batcher, IngestMetrics(CollectorRegistry()))
+    validator = EventValidator(ContractDecoder(), TimeWindow.of(RollupSettings(), lambda: NOW_MS))
+    collector = Collector(settings, validator, batcher, IngestMetrics(CollectorRegistry()))
     async with TestClient(TestServer(collector.application())) as test_client:
         yield test_client
     await batcher.close()
