@@ -70,18 +70,23 @@ class Collector:
 
     def _handler(self, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
+            # Answered inside the except clauses: keeping a raised answer in a local would make a reference
+            # cycle (its traceback holds this frame) that pins a refused body's memory until the next GC.
             try:
                 answer = await self._process(request, route)
             except Answer as early:
-                answer = early
+                return self._respond(route, early)
             except Exception as error:  # noqa: BLE001 - a bug of ours: answered, counted, logged without data
                 log.error("answering 500 on %s: %s at %s", route.path, type(error).__name__, _where(error))
-                answer = Answer(500, _error("internal_error", f"the collector failed ({type(error).__name__}); "
-                                                              "the request was not accepted, retry it later"))
-            self._metrics.requests.labels(route.name, f"{answer.status // 100}xx").inc()
-            return web.Response(status=answer.status, body=_encode(answer.body), headers=answer.headers,
-                                content_type="application/json")
+                return self._respond(route, Answer(500, _error(
+                    "internal_error", f"the collector failed ({type(error).__name__}); retry the request later")))
+            return self._respond(route, answer)
         return handle
+
+    def _respond(self, route: Route, answer: Answer) -> web.Response:
+        self._metrics.requests.labels(route.name, f"{answer.status // 100}xx").inc()
+        return web.Response(status=answer.status, body=_encode(answer.body), headers=answer.headers,
+                            content_type="application/json")
 
     async def _process(self, request: web.Request, route: Route) -> Answer:
         self._authenticate(request)

@@ -10,7 +10,8 @@ Here instead:
 * The body as sent is read first, at most ``max_bytes`` of it (else 413, from ``Content-Length`` alone
   when it says so).
 * It is then inflated with ``zlib.decompressobj`` and ``max_length``, so at most ``max_bytes + 1`` bytes are
-  ever produced: a gzip bomb (1 GiB from 1 MB) is refused with 413 after inflating just past the cap.
+  ever produced, in steps of 1 MiB: a gzip bomb (1 GiB from 1 MB) is refused with 413 after inflating just
+  past the cap.
   Inflating runs in one synchronous stretch, without an ``await``, so concurrent requests never hold
   partly inflated bodies at the same time: the collector's memory for bombs stays about ``max_bytes``
   (plus the compressed bodies) however many arrive together.
@@ -32,6 +33,9 @@ _GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip member (RFC 1952)
 _ZLIB_WBITS = zlib.MAX_WBITS  # HTTP's "deflate" is the zlib format (RFC 9110 8.4.1.2, RFC 1950)
 _RAW_DEFLATE_WBITS = -zlib.MAX_WBITS  # what some clients send as "deflate" instead
 _READ_CHUNK = 64 * 1024
+# Inflated bytes per zlib call. zlib's binding joins the blocks of one call into a new bytes object, so a
+# call producing the whole body would hold it twice; in steps, a refused bomb holds ``max_bytes`` + a step.
+_INFLATE_STEP = 1024 * 1024
 
 
 class BodyRefused(Exception):
@@ -100,9 +104,10 @@ def inflate(data: bytes, coding: str, max_bytes: int) -> bytes:
     inflater = _inflater(coding, data)
     try:
         while True:
-            piece = inflater.decompress(pending, max_bytes - size + 1)
+            piece = inflater.decompress(pending, min(_INFLATE_STEP, max_bytes - size + 1))
             size += len(piece)
             if size > max_bytes:
+                out.clear()  # freed now, not whenever the exception's traceback (which holds this frame) goes
                 raise BodyReader(max_bytes).too_large()
             out.append(piece)
             if inflater.eof:
