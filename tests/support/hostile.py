@@ -254,25 +254,31 @@ def _leaf_paths(value, path=()):
         yield path
 
 
-def _with_hole(document, path):
+def leaf_paths(document) -> list[tuple]:
+    """Paths (keys and indexes) of every scalar in a JSON document."""
+    return list(_leaf_paths(document))
+
+
+def with_raw_values(document, raw: dict[tuple, bytes]) -> bytes:
+    """``document`` as JSON bytes with the scalar at each path replaced by raw JSON bytes (any bytes)."""
     copy = json.loads(json.dumps(document))
-    target = copy
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = _HOLE
-    return json.dumps(copy).encode()
+    holes = {}
+    for number, path in enumerate(raw):
+        target = copy
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = holes[path] = f"{_HOLE}{number}"
+    text = json.dumps(copy).encode()
+    for path, value in raw.items():
+        text = text.replace(json.dumps(holes[path]).encode(), value)
+    return text
 
 
 def route_cases(route: str, now_ms: int, values: dict[str, bytes] = VALUES) -> list[tuple[str, bytes]]:
     """(name, body) for every field of ``route``'s valid body holding every hostile value."""
     _, _, template = route_templates(now_ms)[route]
-    cases = []
-    for path in _leaf_paths(template):
-        with_hole = _with_hole(template, path)
-        for value_name, value in values.items():
-            cases.append((f"{route}:{'.'.join(map(str, path))}={value_name}",
-                          with_hole.replace(json.dumps(_HOLE).encode(), value)))
-    return cases
+    return [(f"{route}:{'.'.join(map(str, path))}={value_name}", with_raw_values(template, {path: value}))
+            for path in leaf_paths(template) for value_name, value in values.items()]
 
 
 def write_corpus(directory: Path, now_ms: int) -> None:

@@ -53,6 +53,8 @@ def map_span(span: Any, resource: Attributes) -> dict[str, Any] | None:
         raise ItemError("not_an_object", "a span must be a JSON object")
     attrs = attributes_of(span.get("attributes"))
     operation = attrs.get("gen_ai.operation.name")
+    if not isinstance(operation, (str, type(None))):
+        raise ItemError("invalid_field", "`gen_ai.operation.name` must be a string")
     if not any(key in attrs for key in USAGE_KEYS) or (operation is not None and operation not in INFERENCE_OPERATIONS):
         return None
     end_ns = int_of(span.get("endTimeUnixNano"), "endTimeUnixNano")
