@@ -36,11 +36,10 @@ GIB = 1024**3
 
 
 def checked_in_corpus() -> list[tuple[str, bytes]]:
-    """The checked-in hostile corpus, when there is one: any file but JSON/Markdown descriptions."""
+    """Every file of the checked-in hostile corpus, when there is one (any bytes are a body to answer)."""
     if not CHECKED_IN.is_dir():
         return []
-    return [(p.name, p.read_bytes()) for p in sorted(CHECKED_IN.rglob("*"))
-            if p.is_file() and p.suffix not in (".json", ".md")]
+    return [(str(p.relative_to(CHECKED_IN)), p.read_bytes()) for p in sorted(CHECKED_IN.rglob("*")) if p.is_file()]
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: bytes, content_type: str | None = "application/json",
