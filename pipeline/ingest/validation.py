@@ -13,20 +13,15 @@ decoder raise rejects that candidate alone.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
 
+from pipeline.clock import now_ms as wall_clock_ms
 from pipeline.config import RollupSettings
 from pipeline.contract import ContractDecoder, UsageEvent, time_bounds_problem
 from pipeline.ingest.adapters.base import Candidate, Mapped, Problem, reason_for
-
-
-def wall_clock_ms() -> int:
-    """Now, in epoch milliseconds (UTC)."""
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)
@@ -67,7 +62,7 @@ class EventValidator:
             try:
                 outcome = self._judge_one(candidate, now_ms)
             except Exception as error:  # noqa: BLE001 - whatever one candidate raises is its own fault
-                outcome = Problem(candidate.index, *reason_for(error))
+                outcome = Problem(candidate.index, *reason_for(error, otherwise="mapping_failed"))
             if isinstance(outcome, Problem):
                 verdict.rejected.append(outcome)
             else:

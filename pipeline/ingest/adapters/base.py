@@ -10,7 +10,8 @@ Adapters are total: whatever the bytes, the only exceptions that leave ``map()``
 body as a whole, HTTP 400) and, inside, :class:`ItemError` turned into a per-record :class:`Problem`. Any
 other exception raised while reading the body (msgspec raises ``RecursionError`` for deep nesting and
 ``UnicodeDecodeError`` for invalid UTF-8 inside strings) or while mapping one record is that body's or that
-record's fault, and becomes a rejection named by :func:`reason_for` (the exception class in the detail).
+record's fault, and becomes a rejection named by :func:`reason_for` (the worker's reasons, the exception
+class in the detail; ``mapping_failed`` for an unexpected failure while mapping a record).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 import msgspec
+
+from pipeline.contract import rejection_for
 
 # Floats are parsed as Decimal so that costs and fractional epoch seconds stay exact.
 _DOCUMENT = msgspec.json.Decoder(float_hook=Decimal)
@@ -79,27 +82,31 @@ class Mapped:
 MAX_DETAIL_CHARS = 300
 
 
-def reason_for(error: BaseException) -> tuple[str, str]:
-    """``(reason, detail)`` for an exception raised while reading or mapping untrusted input.
-
-    Reasons: ``invalid_encoding`` (not UTF-8, or a string JSON cannot carry), ``too_deep`` (nesting beyond
-    what the decoder recurses into), ``invalid_json`` (msgspec's own decode errors), ``invalid_field`` (any
-    other failure of one value: overflow, a library's ValueError on odd input). The detail starts with the
-    exception class, so a surprise is traceable without the payload being logged.
+def reason_for(error: BaseException, otherwise: str = "undecodable") -> tuple[str, str]:
+    """``(reason, detail)`` for an exception raised while reading or mapping untrusted input, in the worker's
+    vocabulary (:func:`pipeline.contract.rejection_for`): ``invalid_encoding`` (not UTF-8, or a string JSON
+    cannot carry), ``too_deep`` (nesting beyond what the decoder recurses into), ``invalid_json``,
+    ``invalid_field`` / ``missing_field`` (msgspec's validation errors), and ``otherwise`` for anything else:
+    ``undecodable`` while reading bytes, ``mapping_failed`` while mapping a decoded record. The detail
+    names the exception class, so a surprise is traceable without the payload being logged.
     """
-    if isinstance(error, UnicodeError):
-        reason = "invalid_encoding"
-    elif isinstance(error, RecursionError):
-        reason = "too_deep"
-    elif isinstance(error, msgspec.DecodeError):
-        reason = "invalid_json"
-    else:
-        reason = "invalid_field"
-    return reason, f"{type(error).__name__}: {error}"[:MAX_DETAIL_CHARS]
+    rejection = rejection_for(error, b"") if isinstance(error, Exception) else None
+    if rejection is None or rejection.reason == "undecodable":
+        return otherwise, f"{type(error).__name__}: {error}"[:MAX_DETAIL_CHARS]
+    detail = rejection.detail if rejection.detail.startswith(type(error).__name__) \
+        else f"{type(error).__name__}: {rejection.detail}"
+    return rejection.reason, detail[:MAX_DETAIL_CHARS]
+
+
+def refuse_empty(body: bytes) -> None:
+    """An empty (or whitespace-only) body is ``empty_message``, as the worker calls such a Kafka record."""
+    if not body.strip():
+        raise BodyError("empty_message", "the body is empty")
 
 
 def parse_document(body: bytes) -> Any:
     """The JSON body as Python objects (floats as Decimal). Raises only :class:`BodyError`."""
+    refuse_empty(body)
     try:
         return _DOCUMENT.decode(body)
     except Exception as error:  # noqa: BLE001 - any failure to read the body is the body's fault
@@ -120,6 +127,7 @@ def ndjson_lines(body: bytes) -> list[bytes]:
 
 def parse_records(body: bytes, content_type: str) -> list[Any]:
     """Records of a body holding one JSON object, a JSON array of them, or NDJSON (one per line)."""
+    refuse_empty(body)
     if content_type == NDJSON:
         records = [_parse_line(line) for line in ndjson_lines(body)]
     else:
@@ -172,7 +180,7 @@ def _map_one(mapped: Mapped, index: int, item: T, map_item: Callable[[T], dict[s
         mapped.problems.append(Problem(index, error.reason, error.detail))
         return
     except Exception as error:  # noqa: BLE001 - whatever a record makes a mapper raise is that record's fault
-        mapped.problems.append(Problem(index, *reason_for(error)))
+        mapped.problems.append(Problem(index, *reason_for(error, otherwise="mapping_failed")))
         return
     if event is None:
         mapped.skipped += 1

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
-from pipeline.ingest.adapters.base import NDJSON, BodyError, Candidate, Mapped, ndjson_lines, reason_for
+from pipeline.ingest.adapters.base import NDJSON, BodyError, Candidate, Mapped, ndjson_lines, reason_for, \
+    refuse_empty
 
 _RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 _RAW = msgspec.json.Decoder(msgspec.Raw)
@@ -21,6 +22,7 @@ class ContractAdapter:
     name = "events"
 
     def map(self, body: bytes, content_type: str) -> Mapped:
+        refuse_empty(body)
         records = ndjson_lines(body) if content_type == NDJSON else self._json_records(body)
         if not records:
             raise BodyError("empty_batch", "the body holds no event")
