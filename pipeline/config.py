@@ -96,6 +96,10 @@ class IngestSettings:
     linger_s: float = 0.005
     # How long a request waits for Kafka's acknowledgement before answering 503.
     produce_timeout_s: float = 10.0
+    # Idempotent Kafka producer (InitProducerId): a producer retry after a lost acknowledgement cannot write a
+    # message twice. Brokers that refuse InitProducerId (the quick start's embedded Tansu) need it off; the
+    # worker's request_id deduplication keeps the counts exact either way (docs/ingest.md, "Durability").
+    idempotence: bool = True
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             price_overrides=Path(overrides).expanduser() if overrides else None,
         ),
         clickhouse=ClickHouseSettings(
-            url=e.str("METERLINE_CLICKHOUSE_URL", f"chdb://{(data_dir / 'clickhouse').resolve()}"),
+            url=_clickhouse_url(e.str("METERLINE_CLICKHOUSE_URL", f"chdb://{(data_dir / 'clickhouse').resolve()}")),
         ),
         web=WebSettings(
             host=e.str("METERLINE_WEB_HOST", WebSettings.host),
@@ -235,6 +239,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+def _clickhouse_url(url: str) -> str:
+    if not url.startswith(("chdb://", "http://", "https://")):
+        raise ConfigError(f"METERLINE_CLICKHOUSE_URL: {url!r} is neither chdb:///dir (embedded) nor "
+                          "http(s)://user:pass@host:8123/db (a ClickHouse server)")
+    return url
+
+
 def _ingest_settings(e: _Env) -> IngestSettings:
     tokens = tuple(t.strip() for t in e.str("METERLINE_INGEST_TOKENS", "").split(",") if t.strip())
     return IngestSettings(
@@ -244,6 +255,7 @@ def _ingest_settings(e: _Env) -> IngestSettings:
         max_body_bytes=e.int("METERLINE_INGEST_MAX_BODY_BYTES", IngestSettings.max_body_bytes, minimum=1024),
         linger_s=e.duration("METERLINE_INGEST_LINGER", IngestSettings.linger_s),
         produce_timeout_s=e.duration("METERLINE_INGEST_PRODUCE_TIMEOUT", IngestSettings.produce_timeout_s),
+        idempotence=e.bool("METERLINE_INGEST_IDEMPOTENCE", IngestSettings.idempotence),
     )
 
 
