@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from pipeline.clickhouse import connect
+from pipeline.commands.local import open_client
 from pipeline.config import load_settings
 from pipeline.migrations import Migrator
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
-    client = connect(settings.clickhouse.url, create_database=True)
+    client = open_client(settings.clickhouse.url, create_database=True)
     ran = Migrator(client).apply()
     for migration in ran:
         print(f"applied {migration.id}_{migration.name}")
@@ -29,5 +30,10 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     from agents.app import run_worker as run
+    from pipeline.pricing import PricingError
 
-    return run(load_settings())
+    try:
+        return run(load_settings())
+    except PricingError as error:
+        print(f"meterline: configuration error: {error}", file=sys.stderr)
+        return 2

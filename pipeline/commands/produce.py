@@ -15,6 +15,7 @@ from typing import IO, Iterator
 
 import msgspec
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from pipeline.config import load_settings
 from pipeline.contract import hash_api_key
@@ -28,9 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_produce(args: argparse.Namespace) -> int:
     settings = load_settings()
-    stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+    try:
+        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+    except OSError as error:
+        print(f"meterline: cannot read {args.file}: {error.strerror}", file=sys.stderr)
+        return 2
     try:
         sent = asyncio.run(produce_lines(settings.kafka.brokers, settings.kafka.usage_topic, stream))
+    except KafkaError as error:
+        print(f"meterline: Kafka at {settings.kafka.brokers} failed: {error!r}; nothing after the failure was "
+              "sent (sending the file again is safe: repeated request_ids are counted once)", file=sys.stderr)
+        return 1
+    except UnicodeDecodeError as error:
+        print(f"meterline: {args.file} is not UTF-8 text ({error.reason} at byte {error.start}); lines before "
+              "it were sent", file=sys.stderr)
+        return 2
     finally:
         if stream is not sys.stdin:
             stream.close()
