@@ -154,8 +154,10 @@ def _check_writable(path: Path) -> None:
     if path.is_dir():
         raise OutputError(f"--out {path}: is a directory; give a file name")
     folder = path.parent
-    if not folder.is_dir():
+    if not folder.exists():
         raise OutputError(f"--out {path}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise OutputError(f"--out {path}: {folder} is not a folder")
 
 
 def _export_to_file(source: Any, request: UsageRequest, path: Path) -> int:
