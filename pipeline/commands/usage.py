@@ -206,8 +206,8 @@ def _open_source(settings: Settings) -> Iterator[Any]:
         client = open_client(settings.clickhouse.url)
     except EmbeddedStoreBusy:
         settings, _ = with_kept_credentials(settings)
-        print(f"meterline: the embedded store is in use by a running worker (e.g. `meterline demo`); asking "
-              f"its HTTP API at {settings.api.url}", file=sys.stderr)
+        print(f"meterline: the embedded store is in use by another process (a running worker or `meterline demo`); "
+              f"asking the running worker's HTTP API at {settings.api.url}", file=sys.stderr)
         yield WorkerApi(settings.api.url, settings.api.admin_token)
         return
     try:

@@ -97,8 +97,9 @@ def test_cli_asks_the_running_worker_with_the_demos_admin_token_and_no_raw_lock_
         server.shutdown()
     assert usage.returncode == 0, usage.stderr
     assert "unknown key: never used" in usage.stdout
-    assert usage.stderr.strip() == (f"meterline: the embedded store is in use by a running worker (e.g. `meterline "
-                                    f"demo`); asking its HTTP API at http://127.0.0.1:{port}")
+    assert usage.stderr.strip() == ("meterline: the embedded store is in use by another process (a running worker or "
+                                    "`meterline demo`); asking the running worker's HTTP API at "
+                                    f"http://127.0.0.1:{port}")
     assert export.returncode == 0, export.stderr
     assert "wrote 1 row to" in export.stderr
     assert (tmp_path / "u.csv").read_bytes().count(b"\r\n") == 2
