@@ -32,8 +32,12 @@ def run_worker(args: argparse.Namespace) -> int:
     from agents.app import run_worker as run
     from pipeline.pricing import PricingError
 
+    settings = load_settings()
+    # The embedded store opens in one process: say so in one line (without chDB's own lock error) when a demo
+    # or another worker holds it, before anything starts.
+    open_client(settings.clickhouse.url, create_database=True).close()
     try:
-        return run(load_settings())
+        return run(settings)
     except PricingError as error:
         print(f"meterline: configuration error: {error}", file=sys.stderr)
         return 2

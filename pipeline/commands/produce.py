@@ -55,8 +55,8 @@ async def produce_lines(brokers: str, topic: str, lines: IO[str]) -> int:
     # No idempotent producer: the embedded Tansu broker refuses it, and a duplicate from a producer retry
     # is dropped by the worker's request_id deduplication anyway.
     producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=10)
-    await producer.start()
     try:
+        await producer.start()
         pending = [await producer.send(topic, value, key=key) for key, value in keyed_messages(lines)]
         for delivery in pending:
             await delivery

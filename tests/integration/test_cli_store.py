@@ -114,7 +114,8 @@ def test_held_store_without_an_answering_worker_is_one_clear_line(held_store):
     (held_store / "admin-token").write_text("demo-admin-token")
     results = {"usage": cli(held_store, "usage", "--key", "k", METERLINE_WEB_PORT=str(free_port())),
                "alerts list": cli(held_store, "alerts", "list"),
-               "migrate": cli(held_store, "migrate")}
+               "migrate": cli(held_store, "migrate"),
+               "worker": cli(held_store, "worker")}
     for name, result in results.items():
         assert result.returncode == 1, name
         assert not any(raw in result.stderr for raw in RAW_CHDB), (name, result.stderr)
@@ -122,6 +123,7 @@ def test_held_store_without_an_answering_worker_is_one_clear_line(held_store):
     assert "did not answer" in results["usage"].stderr
     assert "stop it to list the open alerts here" in results["alerts list"].stderr
     assert "is open in another process" in results["migrate"].stderr
+    assert "is open in another process" in results["worker"].stderr
     # The demo refuses to start on it, and --reset refuses to delete it.
     demo = cli(held_store, "demo")
     assert demo.returncode == 1 and "already running" in demo.stderr

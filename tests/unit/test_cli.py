@@ -160,6 +160,14 @@ def test_produce_from_a_missing_file(data_dir, tmp_path, capsys):
     assert err.strip() == f"meterline: cannot read {tmp_path / 'missing.jsonl'}: No such file or directory"
 
 
+def test_produce_to_an_unreachable_kafka_is_one_line_and_exit_1(data_dir, tmp_path, capsys, monkeypatch):
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"request_id": "r1"}\n')
+    monkeypatch.setenv("METERLINE_KAFKA_BROKERS", "127.0.0.1:1")
+    code, _, err = run(capsys, "produce", str(events))
+    assert code == 1 and err.startswith("meterline: Kafka at 127.0.0.1:1 failed: ")
+
+
 def test_bad_dates_zone_and_clickhouse_url_are_exit_2(data_dir, capsys, monkeypatch):
     code, _, err = run(capsys, "usage", "--key", "k", "--from", "garbage")
     assert code == 2 and "bad 'from'" in err
