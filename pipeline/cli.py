@@ -1,5 +1,5 @@
-"""The ``meterline`` command line. Each command lives in the module that does its work and registers
-itself here through a ``register(subparsers)`` function, so this file stays a table of contents."""
+"""The ``meterline`` command line. Each area's commands live in a module of ``pipeline/commands/`` that
+registers them through a ``register(subparsers)`` function, so this file stays a table of contents."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from pipeline.brokers import BrokerError
 from pipeline.clickhouse import EmbeddedStoreBusy
 from pipeline.config import ConfigError
+from pipeline.metrics import disable_created_series
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -51,13 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     error), 2 bad input or configuration, 130 interrupted. Expected failures are one ``meterline: ...`` line
     on stderr, never a traceback (``-v`` shows the traceback of an unexpected file system error)."""
     args = build_parser().parse_args(argv)
+    # Every process (worker, collector, alert runner, API) starts here: one place for the metrics switch.
+    disable_created_series()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     try:
         return args.handler(args) or 0
     except ConfigError as error:
         print(f"meterline: configuration error: {error}", file=sys.stderr)
         return 2
-    except (EmbeddedStoreBusy, BrokerError) as error:
+    except EmbeddedStoreBusy as error:
         print(f"meterline: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # a file or socket the command needs: say which, without a traceback

@@ -11,9 +11,9 @@ import argparse
 import asyncio
 import json
 import math
-from decimal import Decimal
 import signal
 import sys
+from decimal import Decimal
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from prometheus_client import CollectorRegistry, start_http_server

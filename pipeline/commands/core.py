@@ -30,7 +30,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     from agents.app import run_worker as run
-    from pipeline.pricing import PricingError
+    from pipeline.metering.pricing import PricingError
 
     settings = load_settings()
     # The embedded store opens in one process: say so in one line (without chDB's own lock error) when a demo

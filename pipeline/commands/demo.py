@@ -8,7 +8,7 @@ Ctrl-C stops everything; the data folder stays usable (``meterline usage --key .
 and finds the demo's admin token and key-token secret there).
 
 A second run never doubles a number: history is sent only for the key x hours the store does not hold yet
-(see pipeline/gateway.py); ``--reset`` deletes the embedded store to start over.
+(see pipeline/devtools/gateway.py); ``--reset`` deletes the embedded store to start over.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipeline.brokers import ApacheKafka, TansuBroker
-from pipeline.clickhouse import EmbeddedStoreBusy
+from pipeline.clickhouse import EmbeddedStoreBusy, require_embedded_engine
 from pipeline.commands.local import (ADMIN_TOKEN_FILE, INGEST_TOKEN_FILE, TOKEN_SECRET_FILE, kept_secret,
                                      open_client)
 from pipeline.config import Settings, load_settings
-from pipeline.gateway import KEYS, SPIKE_KEY, SyntheticGateway, history_hours
-from pipeline.tokens import issue_key_token
+from pipeline.devtools.brokers import ApacheKafka, BrokerError, TansuBroker
+from pipeline.devtools.gateway import KEYS, SPIKE_KEY, SyntheticGateway, history_hours
+from pipeline.usage.tokens import issue_key_token
 
 log = logging.getLogger("meterline.demo")
 
@@ -96,6 +96,7 @@ def run_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     _demo_logging(getattr(args, "verbose", False))
     settings = load_settings()
+    require_embedded_engine(settings.clickhouse.url)  # before starting anything: a clear line, no traceback
     if args.reset and (problem := reset_store(settings)):
         print(f"meterline: {problem}", file=sys.stderr)
         return 1
@@ -113,12 +114,17 @@ def run_demo(args: argparse.Namespace) -> int:
     broker = TansuBroker(settings.data_dir / "tansu") if args.broker == "tansu" \
         else ApacheKafka(settings.data_dir / "kafka")
     log.info("starting the %s broker ...", args.broker)
-    with broker:
+    try:
+        broker.start()
+    except BrokerError as error:
+        print(f"meterline: the {args.broker} broker did not start: {error}", file=sys.stderr)
+        return 1
+    try:
         settings = demo_settings(settings, broker.bootstrap, embedded_broker=args.broker == "tansu")
         print_welcome(settings, args, stored)
         log.info("starting the worker (migrations, topics, consumer group) ...")
         from agents.app import run_worker
-        from pipeline.pricing import PricingError
+        from pipeline.metering.pricing import PricingError
 
         try:
             return run_worker(settings, extend=lambda worker: add_demo_tasks(worker, settings, args, stored, started),
@@ -126,6 +132,8 @@ def run_demo(args: argparse.Namespace) -> int:
         except PricingError as error:
             print(f"meterline: configuration error: {error}", file=sys.stderr)
             return 2
+    finally:
+        broker.stop()
 
 
 def _demo_logging(verbose: bool) -> None:

@@ -1,4 +1,5 @@
-"""Usage commands: ``usage`` (summary, models, series), ``export`` (CSV) and ``token`` (key-scoped API token).
+"""Usage commands: ``usage`` (summary, models, series), ``export`` (CSV) and ``token`` (an expiring
+key-scoped API token).
 
 They read ClickHouse directly. An embedded chDB folder opens in one process only: when a running worker holds
 it, they ask that worker's HTTP API instead (``METERLINE_API_URL`` with ``METERLINE_API_ADMIN_TOKEN``, or
@@ -29,15 +30,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from pipeline.api import PREFIX_V1, jsonable
 from pipeline.clickhouse import EmbeddedStoreBusy
 from pipeline.commands.format import table, usd
 from pipeline.commands.local import open_client, with_kept_credentials
-from pipeline.config import Settings, load_settings
-from pipeline.export import write_csv
-from pipeline.query import UsageQueries
-from pipeline.ranges import GRANULARITIES, QueryError, UsageRequest, parse_request
-from pipeline.tokens import issue_key_token
+from pipeline.config import Settings, load_settings, parse_duration
+from pipeline.usage.api import PREFIX_V1, jsonable
+from pipeline.usage.export import write_csv
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.ranges import GRANULARITIES, QueryError, UsageRequest, parse_request
+from pipeline.usage.tokens import issue_key_token, verify
 
 HTTP_TIMEOUT_S = 60
 # ``today``, ``yesterday``, ``tomorrow``, or ``today`` plus or minus whole days (``today-7``, ``today+1``).
@@ -59,8 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _range_arguments(export)
     export.add_argument("--out", default="-", help="file to write ('-' = stdout, the default)")
     export.set_defaults(handler=run_export)
-    token = subparsers.add_parser("token", help="print an API token that reads one key's usage")
+    token = subparsers.add_parser("token", help="print an API token that reads one key's usage until it expires")
     token.add_argument("--key", required=True, help="api_key_id the token may read")
+    token.add_argument("--ttl", default="90d",
+                       help="how long the token is valid, e.g. 12h, 30d (default 90d); the expiry goes to stderr")
     token.set_defaults(handler=run_token)
 
 
@@ -175,18 +178,28 @@ def _export_to_file(source: Any, request: UsageRequest, path: Path) -> int:
 
 
 def run_token(args: argparse.Namespace) -> int:
+    """Prints a key token (signed with METERLINE_API_TOKEN_SECRET, or the secret ``meterline demo`` keeps in
+    the data folder) on stdout and its expiry on stderr."""
     settings, notes = with_kept_credentials(load_settings())
     if not args.key.strip():
         print("meterline: --key must name an api_key_id", file=sys.stderr)
         return 2
-    if not settings.api.token_secret:
+    secret = settings.api.token_secret
+    if not secret:
         print("meterline: no token secret: set METERLINE_API_TOKEN_SECRET (the one the API runs with), or run "
               f"in the data folder of `meterline demo` (it keeps one in {settings.data_dir}/token-secret)",
               file=sys.stderr)
         return 2
+    try:
+        token = issue_key_token(secret, args.key, ttl_s=parse_duration(args.ttl, "--ttl"))
+    except ValueError as error:  # ConfigError (a bad --ttl) is one too
+        print(f"meterline: {error}", file=sys.stderr)
+        return 2
+    expires = verify([secret], token).expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     for note in notes:
         print(f"meterline: {note}", file=sys.stderr)
-    print(issue_key_token(settings.api.token_secret, args.key))
+    print(token)
+    print(f"meterline: token for key {args.key!r}, valid until {expires} (UTC)", file=sys.stderr)
     return 0
 
 

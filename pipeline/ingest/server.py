@@ -14,7 +14,6 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from pipeline.brokers import BrokerError, create_topics
 from pipeline.config import ConfigError, Settings
 from pipeline.contract import ContractDecoder
 from pipeline.ingest.app import Collector
@@ -22,6 +21,7 @@ from pipeline.ingest.batcher import KeyedBatcher
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.producer import BatchSender, new_producer
 from pipeline.ingest.validation import EventValidator
+from pipeline.kafka import create_topics
 
 log = logging.getLogger(__name__)
 # Requests still waiting for acks get this long to finish when the collector stops.
@@ -54,7 +54,7 @@ class CollectorService:
         if self._create_topic:  # as the worker does: idempotent, so either may start first
             try:
                 await create_topics(kafka.brokers, {kafka.usage_topic: kafka.partitions}, kafka.replication_factor)
-            except (KafkaError, BrokerError, OSError, asyncio.TimeoutError) as error:
+            except (KafkaError, OSError, asyncio.TimeoutError) as error:
                 raise CollectorStartError(f"cannot create or read topic {kafka.usage_topic} at {kafka.brokers}: "
                                           f"{error!r}") from error
         # The producer's own timeout outlasts the request's: a request answers 503 first, while Kafka may

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.brokers import free_port
+from pipeline.devtools.brokers import free_port
 from pipeline.cli import main
 from pipeline.commands.demo import reset_store, stored_history
 from pipeline.config import load_settings

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from pipeline.brokers import TansuBroker, create_topics
+from pipeline.devtools.brokers import TansuBroker
+from pipeline.kafka import create_topics
 from pipeline.config import load_settings
 from pipeline.ingest.server import CollectorService, CollectorStartError
 

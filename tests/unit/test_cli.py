@@ -18,8 +18,8 @@ from pipeline.commands.format import table, usd
 from pipeline.commands.local import kept_secret, native_stderr_captured, with_kept_credentials
 from pipeline.commands.usage import copy_csv, render_usage, resolve_day
 from pipeline.config import load_settings
-from pipeline.gateway import SyntheticGateway
-from pipeline.tokens import verify
+from pipeline.devtools.gateway import SyntheticGateway
+from pipeline.usage.tokens import verify
 
 LONG_MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0-with-a-very-long-deployment-name"
 
@@ -157,15 +157,18 @@ def test_export_to_a_file_that_cannot_be_created_is_one_line(data_dir, tmp_path,
 def test_produce_from_a_missing_file(data_dir, tmp_path, capsys):
     code, _, err = run(capsys, "produce", str(tmp_path / "missing.jsonl"))
     assert code == 2
-    assert err.strip() == f"meterline: cannot read {tmp_path / 'missing.jsonl'}: No such file or directory"
+    assert err.strip() == f"meterline produce: cannot read {tmp_path / 'missing.jsonl'}: No such file or directory"
 
 
 def test_produce_to_an_unreachable_kafka_is_one_line_and_exit_1(data_dir, tmp_path, capsys, monkeypatch):
     events = tmp_path / "events.jsonl"
-    events.write_text('{"request_id": "r1"}\n')
+    now_ms = int(__import__("time").time() * 1000)
+    events.write_text(f'{{"request_id": "r1", "api_key_id": "k", "model": "gpt-4o", "timestamp": {now_ms}, '
+                      '"input_tokens": 1, "output_tokens": 1}\n')
     monkeypatch.setenv("METERLINE_KAFKA_BROKERS", "127.0.0.1:1")
     code, _, err = run(capsys, "produce", str(events))
-    assert code == 1 and err.startswith("meterline: Kafka at 127.0.0.1:1 failed: ")
+    assert code == 1 and err.startswith("meterline produce: Kafka at 127.0.0.1:1 refused the events: ")
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_bad_dates_zone_and_clickhouse_url_are_exit_2(data_dir, capsys, monkeypatch):
@@ -192,11 +195,13 @@ def test_token_uses_the_secret_the_demo_keeps(data_dir, capsys, monkeypatch):
     secret = kept_secret(data_dir, "token-secret", create=True)
     assert (data_dir / "token-secret").stat().st_mode & 0o777 == 0o600
     code, out, err = run(capsys, "token", "--key", "key_globex_chat")
-    assert code == 0 and verify(secret, out.strip()) == "key_globex_chat"
+    assert code == 0 and verify([secret], out.strip()).api_key_id == "key_globex_chat"
     assert str(data_dir / "token-secret") in err
-    monkeypatch.setenv("METERLINE_API_TOKEN_SECRET", "from-the-environment")  # the environment wins
+    environment_secret = "from-the-environment-" + "x" * 32
+    monkeypatch.setenv("METERLINE_API_TOKEN_SECRET", environment_secret)  # the environment wins
     code, out, err = run(capsys, "token", "--key", "key_globex_chat")
-    assert verify("from-the-environment", out.strip()) == "key_globex_chat" and err == ""
+    assert verify([environment_secret], out.strip()).api_key_id == "key_globex_chat"
+    assert "token-secret" not in err
     code, _, err = run(capsys, "token", "--key", " ")
     assert code == 2 and "--key" in err
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import msgspec
 
-from pipeline.gateway import HOUR_MS, KEYS, SyntheticGateway, history_hours
+from pipeline.devtools.gateway import HOUR_MS, KEYS, SyntheticGateway, history_hours
 
 NOW_MS = 1_900_000_000_000 + 1_234_567  # mid-hour
 
