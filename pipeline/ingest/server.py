@@ -20,7 +20,7 @@ from pipeline.ingest.app import Collector
 from pipeline.ingest.batcher import KeyedBatcher
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.producer import BatchSender, new_producer
-from pipeline.ingest.validation import EventValidator
+from pipeline.ingest.validation import EventValidator, TimeWindow
 from pipeline.kafka import create_topics
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,9 @@ class CollectorService:
         sender = BatchSender(self._producer, kafka.usage_topic)
         self._batcher = KeyedBatcher(sender.send, self._settings.contract.max_batch_events, ingest.linger_s,
                                      on_message=self._metrics.message_events.observe)
-        validator = EventValidator(ContractDecoder(self._settings.contract.max_batch_events))
+        # The worker's own time bounds: an event the worker would dead-letter is rejected here instead.
+        validator = EventValidator(ContractDecoder(self._settings.contract.max_batch_events),
+                                   TimeWindow.of(self._settings.rollup))
         collector = Collector(ingest, validator, self._batcher, self._metrics)
         self._runner = web.AppRunner(collector.application(), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
         await self._runner.setup()

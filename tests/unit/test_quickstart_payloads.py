@@ -11,13 +11,20 @@ import pytest
 
 from pipeline.contract import ContractDecoder
 from pipeline.ingest.routes import JSON, build_routes
-from pipeline.ingest.validation import EventValidator
+from pipeline.config import RollupSettings
+from pipeline.ingest.validation import EventValidator, TimeWindow
 from tests.support.quickstart import CASES, PLACEHOLDER, QUICKSTART_DIR, payload
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 ROUTES = {route.path: route for route in build_routes()}
 NOW_S = 1_900_000_123  # any time: the payloads must carry exactly this one
+
+
+def judge(case, body: bytes):
+    """What the collector decides for ``body`` on the case's route, with "now" at NOW_S."""
+    validator = EventValidator(ContractDecoder(), TimeWindow.of(RollupSettings(), clock_ms=lambda: NOW_S * 1000))
+    return validator.judge(ROUTES[case.path].adapter_for(JSON).map(body, JSON))
 
 
 def test_every_payload_file_has_a_case_and_every_route_a_payload():
@@ -28,8 +35,7 @@ def test_every_payload_file_has_a_case_and_every_route_a_payload():
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_payload_maps_to_its_requests_at_the_substituted_time(case):
-    mapped = ROUTES[case.path].adapter_for(JSON).map(payload(case.name, NOW_S), JSON)
-    verdict = EventValidator(ContractDecoder()).judge(mapped)
+    verdict = judge(case, payload(case.name, NOW_S))
     assert verdict.rejected == []
     events = [json.loads(value) for _, value in verdict.accepted]
     assert {key for key, _ in verdict.accepted} == {case.key}
@@ -42,6 +48,13 @@ def test_payload_maps_to_its_requests_at_the_substituted_time(case):
     # time is left that the worker would dead-letter as too_late.
     assert all(NOW_S * 1000 <= e["timestamp"] < (NOW_S + 1) * 1000 for e in events)
     assert len({e["request_id"] for e in events}) == len(events)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_without_the_substitution_every_event_is_rejected_as_too_late(case):
+    verdict = judge(case, (QUICKSTART_DIR / f"{case.name}.json").read_bytes())
+    assert verdict.accepted == []
+    assert [problem.reason for problem in verdict.rejected] == ["too_late"] * len(case.requests)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
