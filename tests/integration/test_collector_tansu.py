@@ -40,7 +40,8 @@ async def test_collector_without_idempotence_delivers_to_tansu(tmp_path):
         await create_topics(broker.bootstrap, {TOPIC: 4})
         service = CollectorService(settings_for(broker.bootstrap, METERLINE_INGEST_IDEMPOTENCE="false"))
         await service.start()
-        events = [{"request_id": f"r{i}", "api_key_id": f"key-{i % 3}", "model": "gpt-4o", "timestamp": 1_000 + i,
+        now_ms = int(time.time() * 1000)
+        events = [{"request_id": f"r{i}", "api_key_id": f"key-{i % 3}", "model": "gpt-4o", "timestamp": now_ms - i,
                    "input_tokens": i, "output_tokens": 1} for i in range(30)]
         try:
             async with aiohttp.ClientSession() as session:
