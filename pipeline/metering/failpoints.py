@@ -11,11 +11,11 @@ import random
 import signal
 
 POINTS = (
-    "after_dead_letters",  # DLQ records sent, nothing written to ClickHouse yet
+    "after_dead_letters",  # DLQ records acknowledged, nothing written to ClickHouse yet
     "after_dedup_keys",  # request ids written, rollups not yet
     "before_rollup_insert",  # progress checked, insert not sent
     "after_rollup_insert",  # rollups + progress committed in ClickHouse, Kafka offsets not committed
-    "after_ack",  # messages acked to Faust, its offset commit pending
+    "after_ack",  # a flush took its messages (each acked to Faust, whose commit may run ahead); none written
 )
 
 
