@@ -105,6 +105,10 @@ class IngestSettings:
     linger_s: float = 0.005
     # How long a request waits for Kafka's acknowledgement before answering 503.
     produce_timeout_s: float = 10.0
+    # Idempotent Kafka producer (InitProducerId): a producer retry after a lost acknowledgement cannot write a
+    # message twice. Brokers that refuse InitProducerId (the quick start's embedded Tansu) need it off; the
+    # worker's request_id deduplication keeps the counts exact either way (docs/ingest.md, "Durability").
+    idempotence: bool = True
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             price_overrides=Path(overrides).expanduser() if overrides else None,
         ),
         clickhouse=ClickHouseSettings(
-            url=e.str("METERLINE_CLICKHOUSE_URL", f"chdb://{(data_dir / 'clickhouse').resolve()}"),
+            url=_clickhouse_url(e.str("METERLINE_CLICKHOUSE_URL", f"chdb://{(data_dir / 'clickhouse').resolve()}")),
             retry_initial_s=e.duration("METERLINE_CLICKHOUSE_RETRY_INITIAL", ClickHouseSettings.retry_initial_s),
             retry_max_s=e.duration("METERLINE_CLICKHOUSE_RETRY_MAX", ClickHouseSettings.retry_max_s),
         ),
@@ -255,6 +259,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         budgets=BudgetSettings(trend_days=e.int("METERLINE_BUDGET_TREND_DAYS", BudgetSettings.trend_days, minimum=1)),
         failpoints=e.str("METERLINE_FAILPOINTS", ""),
     )
+
+
+def _clickhouse_url(url: str) -> str:
+    if not url.startswith(("chdb://", "http://", "https://")):
+        raise ConfigError(f"METERLINE_CLICKHOUSE_URL: {url!r} is neither chdb:///dir (embedded) nor "
+                          "http(s)://user:pass@host:8123/db (a ClickHouse server)")
+    return url
 
 
 def _token_secrets(e: _Env) -> dict:
@@ -284,6 +295,7 @@ def _ingest_settings(e: _Env) -> IngestSettings:
         max_body_bytes=e.int("METERLINE_INGEST_MAX_BODY_BYTES", IngestSettings.max_body_bytes, minimum=1024),
         linger_s=e.duration("METERLINE_INGEST_LINGER", IngestSettings.linger_s),
         produce_timeout_s=e.duration("METERLINE_INGEST_PRODUCE_TIMEOUT", IngestSettings.produce_timeout_s),
+        idempotence=e.bool("METERLINE_INGEST_IDEMPOTENCE", IngestSettings.idempotence),
     )
 
 

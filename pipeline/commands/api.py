@@ -16,6 +16,7 @@ from aiohttp import web
 from pipeline.budgets.api import BudgetService, add_budget_routes
 from pipeline.usage.api import add_usage_page, create_api_app
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy
+from pipeline.commands.local import open_store
 from pipeline.config import Settings, load_settings
 from pipeline.usage.query import UsageQueries
 
@@ -55,7 +56,7 @@ def run_api(args: argparse.Namespace) -> int:
         log.warning("neither METERLINE_API_ADMIN_TOKEN nor METERLINE_API_TOKEN_SECRET is set: every request "
                     "will be refused (401)")
     try:
-        clickhouse = ClickHouse.open(settings.clickhouse.url)
+        clickhouse = open_store(settings.clickhouse.url)
     except EmbeddedStoreBusy as busy:
         print(f"meterline: {busy}", file=sys.stderr)
         return 1
