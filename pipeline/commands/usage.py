@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from pipeline.api import PREFIX_V1, jsonable
+from pipeline.api import PREFIX_V1, ROUTES, jsonable
 from pipeline.clickhouse import EmbeddedStoreBusy, connect
 from pipeline.config import Settings, load_settings
 from pipeline.export import write_csv
@@ -30,6 +30,7 @@ from pipeline.ranges import GRANULARITIES, QueryError, UsageRequest, parse_reque
 from pipeline.tokens import issue_key_token
 
 HTTP_TIMEOUT_S = 60
+ROUTE_PARAMETERS = {route.name: route.parameters for route in ROUTES}
 
 
 class Unavailable(RuntimeError):
@@ -163,8 +164,10 @@ class WorkerApi:
         if not self._token:
             raise Unavailable("the embedded store is held by another process, and METERLINE_API_ADMIN_TOKEN is not "
                               "set to ask its HTTP API")
-        params = {request.scope: request.scope_id, "from": request.start.isoformat(),
-                  "to": request.end.isoformat(), "tz": request.tz, "granularity": request.granularity}
+        params = {"scope": request.scope, "id": request.scope_id, "from": _rfc3339(request.start),
+                  "to": _rfc3339(request.end), "tz": request.tz}
+        if "granularity" in ROUTE_PARAMETERS[route]:
+            params["granularity"] = request.granularity
         url = f"{self._url}{PREFIX_V1}/{route}?{urllib.parse.urlencode(params)}"
         get = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token}"})
         try:
@@ -176,6 +179,11 @@ class WorkerApi:
         except (urllib.error.URLError, OSError) as error:
             raise Unavailable(f"the embedded store is held by another process, and its HTTP API at {self._url} "
                               f"did not answer ({error}); stop that process or start its worker") from None
+
+
+def _rfc3339(instant) -> str:
+    """An instant as the API's ``from``/``to`` take it (seconds always written, as RFC 3339 requires)."""
+    return instant.isoformat(timespec="microseconds" if instant.microsecond else "seconds")
 
 
 def render_usage(body: dict) -> str:

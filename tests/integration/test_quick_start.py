@@ -62,7 +62,7 @@ def test_demo_runs_meters_alerts_and_stops_cleanly(tmp_path):
         now = datetime.now(UTC)
         span = f"from={(now - timedelta(days=2)):%Y-%m-%d}&to={(now + timedelta(days=1)):%Y-%m-%d}"
         for key, *_ in KEYS:
-            summary = wait_for(lambda: (s := http_json(f"{base}/api/v1/summary?key={key}&{span}", token))
+            summary = wait_for(lambda: (s := http_json(f"{base}/api/v1/summary?scope=key&id={key}&{span}", token))
                                and s["status"]["has_usage"] and s, 120, f"usage of {key}", log)
             assert summary["totals"]["requests"] > 0
         wait_for(lambda: f"alert opened: {SPIKE_KEY}" in log.read_text(), 150, "the spike alert", log)
