@@ -1,9 +1,13 @@
 """HTTP API for the usage view: JSON under ``/api/v1/`` plus a streamed CSV export and an OpenAPI document.
 
 Auth is ``Authorization: Bearer <token>``: the admin token reads every key, org and project; a key token
-(:mod:`pipeline.tokens`) reads only its own key. Tokens are never logged. Errors are JSON
-``{"error": ..., "detail": ...}``: 400 for bad parameters, 401 (with ``WWW-Authenticate: Bearer``) for a
-missing or bad token, 403 for a token reading what it may not.
+(:mod:`pipeline.tokens`) reads only its own key (``/api/v1/whoami`` names it). Tokens are never logged, nor are
+parameter values. Errors are JSON ``{"error": ..., "detail": ...}``: 400 for bad parameters, 401 (with
+``WWW-Authenticate: Bearer``) for a missing or bad token, 403 for a token reading what it may not, 404/405 for
+unknown routes and methods under /api/v1/, 503 when ClickHouse cannot answer.
+
+Each route's parameters are declared once (:class:`~pipeline.usage.parameters.Param`, below): the OpenAPI
+document and the request checks are both derived from those declarations (docs/usage-queries.md).
 
 :func:`add_usage_page` serves the key owner's usage page (``/usage``, docs/usage-page.md): static files from
 ``pipeline/web`` that read this API in the browser with the token the user gives them.

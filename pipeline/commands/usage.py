@@ -26,8 +26,9 @@ from pipeline.clickhouse import EmbeddedStoreBusy, connect
 from pipeline.config import Settings, load_settings
 from pipeline.export import write_csv
 from pipeline.query import UsageQueries
-from pipeline.ranges import GRANULARITIES, QueryError, UsageRequest, parse_request
+from pipeline.ranges import GRANULARITIES, ID_EXPECT, ID_SCHEMA, QueryError, UsageRequest, parse_request
 from pipeline.tokens import issue_key_token
+from pipeline.usage.parameters import conforms, shown
 
 HTTP_TIMEOUT_S = 60
 ROUTE_PARAMETERS = {route.name: route.parameters for route in ROUTES}
@@ -58,7 +59,8 @@ def _range_arguments(parser: argparse.ArgumentParser) -> None:
     scope.add_argument("--project", help="project_id")
     parser.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD (midnight in --tz) or RFC 3339")
     parser.add_argument("--to", dest="end", required=True, help="exclusive; YYYY-MM-DD or RFC 3339")
-    parser.add_argument("--tz", default="UTC", help="IANA time zone (default UTC)")
+    parser.add_argument("--tz", default="UTC", help="IANA time zone (default UTC; the accepted zones: "
+                                                    "pipeline/usage/time_zones.txt)")
     parser.add_argument("--granularity", choices=[*GRANULARITIES, "auto"], default="auto")
 
 
@@ -101,6 +103,10 @@ def run_token(args: argparse.Namespace) -> int:
     secret = load_settings().api.token_secret
     if not secret:
         print("meterline: set METERLINE_API_TOKEN_SECRET to issue key tokens", file=sys.stderr)
+        return 2
+    if not conforms(ID_SCHEMA, args.key):
+        print(f"meterline: bad 'id': {shown(args.key)}: the key must be {ID_EXPECT} (the API reads no other)",
+              file=sys.stderr)
         return 2
     print(issue_key_token(secret, args.key))
     return 0

@@ -224,6 +224,14 @@ def test_cli_token_and_bad_input(store, monkeypatch, capsys):  # noqa: F811
     assert verify(SECRET, capsys.readouterr().out.strip()) == "key-a"
     assert run_cli(monkeypatch, store.url, "usage", "--key", "k", "--from", "2026-11-02", "--to", "2026-11-01") == 2
     assert "empty range" in capsys.readouterr().err
+    assert run_cli(monkeypatch, store.url, "token", "--key", "key\x00a") == 2
+    assert "bad 'id'" in capsys.readouterr().err
+    for bad in (["--key", "k\x1fk"], ["--key", "k", "--tz", "right/UTC"], ["--key", "k", "--tz", "A" * 5000],
+                ["--key", "k", "--granularity", "week", "--from", "1970-01-01", "--to", "1970-02-01"]):
+        base = ["--from", "2026-11-01", "--to", "2026-11-02"] if "--from" not in bad else []
+        assert run_cli(monkeypatch, store.url, "usage", *bad, *base) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("meterline: ") and err.count("\n") == 1 and "A" * 100 not in err
 
 
 async def test_cli_asks_the_running_worker_when_the_store_is_held(api, store, monkeypatch, capsys,  # noqa: F811
