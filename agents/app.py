@@ -16,19 +16,21 @@ from agents.buffers import PartitionBuffers
 from agents.metering import MeteringAgent
 from agents.web import WebServer, base_app
 from pipeline.alerts.runner import AlertRunner
-from pipeline.api import add_api_routes, add_usage_page
-from pipeline.brokers import create_topics
+from pipeline.usage.api import add_api_routes, add_usage_page
+from pipeline.kafka import create_topics
 from pipeline.clickhouse import ClickHouse
 from pipeline.config import Settings
 from pipeline.contract import ContractDecoder
-from pipeline.failpoints import Failpoints
-from pipeline.meter import Backoff, Meter
+from pipeline.metering.failpoints import Failpoints
+from pipeline.metering.deadletters import DeadLetterProducer
+from pipeline.metering.meter import Meter
 from pipeline.metrics import PipelineMetrics
 from pipeline.migrations import Migrator
-from pipeline.pricing import PriceBook
-from pipeline.query import UsageQueries
-from pipeline.rollup import RollupBuilder
-from pipeline.sink import RollupWriter
+from pipeline.retry import Backoff
+from pipeline.metering.pricing import PriceBook
+from pipeline.usage.query import UsageQueries
+from pipeline.metering.rollup import RollupBuilder
+from pipeline.metering.sink import RollupWriter
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +77,17 @@ def build_worker(settings: Settings, clickhouse: ClickHouse, reader: ClickHouse)
     usage_topic = app.topic(settings.kafka.usage_topic, key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw", partitions=settings.kafka.partitions)
     buffers = PartitionBuffers(FLUSH_AT_BYTES, 2 * FLUSH_AT_BYTES)
-    agent: MeteringAgent | None = None
-
-    async def send_dead_letters(partition, letters):
-        await agent.send_dead_letters(partition, letters)
-
     builder = RollupBuilder(ContractDecoder(settings.contract.max_batch_events),
                             PriceBook.from_file(settings.rollup.price_overrides))
-    meter = Meter(clickhouse, writer, builder, settings.rollup, send_dead_letters, metrics, failpoints,
-                  Backoff(settings.clickhouse.retry_initial_s, settings.clickhouse.retry_max_s))
-    agent = MeteringAgent(app, usage_topic, settings.kafka.dlq_topic, meter, buffers, metrics,
+    backoff = Backoff(settings.clickhouse.retry_initial_s, settings.clickhouse.retry_max_s)
+    meter = Meter(clickhouse, writer, builder, settings.rollup, metrics, backoff)
+
+    def send(topic: str, value: bytes, headers: list[tuple[str, bytes]]):
+        return app.producer.send(topic, None, value, None, None, headers)
+
+    dead_letters = DeadLetterProducer(send, settings.kafka.dlq_topic, settings.kafka.usage_topic, metrics,
+                                      failpoints, backoff)
+    agent = MeteringAgent(app, usage_topic, meter, dead_letters, buffers, metrics, failpoints,
                           settings.rollup.flush_interval_s)
     agent.install()
     web = base_app(metrics, lambda: agent.positioned)

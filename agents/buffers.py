@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.rollup import RawMessage
+from pipeline.metering.rollup import RawMessage
 
 # What a buffered message costs beyond its value: the RawMessage object and its list slot.
 _OVERHEAD_BYTES = 120
@@ -25,10 +25,6 @@ class PartitionBuffers:
         self._room.set()
 
     @property
-    def buffered_bytes(self) -> int:
-        return self._bytes
-
-    @property
     def full(self) -> bool:
         return not self._room.is_set()
 
@@ -36,14 +32,15 @@ class PartitionBuffers:
         """Buffer only these partitions from now on (the ones assigned and positioned)."""
         self._accepting = set(partitions)
 
-    def add(self, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
+    def add(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+        """Buffer one record; ``value`` None is a tombstone (the flush dead-letters it)."""
         if partition not in self._accepting:
             return  # delivered after a revocation: the next owner (or this worker, re-positioned) reads it
         if offset <= self._last_offset.get(partition, -1):
             return  # a repeat delivery: the flush already has (or had) this offset
         self._last_offset[partition] = offset
         self._messages.setdefault(partition, []).append(RawMessage(offset, key, value))
-        self._bytes += len(value) + _OVERHEAD_BYTES
+        self._bytes += (len(value) if value is not None else 0) + _OVERHEAD_BYTES
         if self._bytes >= self._flush_at_bytes:
             self.flush_wanted.set()
         if self._bytes >= self._max_bytes:

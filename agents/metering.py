@@ -16,24 +16,25 @@ import faust
 from faust.types import TP
 
 from agents.buffers import PartitionBuffers
-from pipeline.meter import Meter
+from pipeline.metering.deadletters import DeadLetterProducer
+from pipeline.metering.failpoints import Failpoints
+from pipeline.metering.meter import Meter
+from pipeline.metering.sink import NO_PROGRESS, FencedError
 from pipeline.metrics import PipelineMetrics
-from pipeline.rollup import DeadLetter
-from pipeline.sink import NO_PROGRESS, FencedError
 
 log = logging.getLogger(__name__)
 
-_DETAIL_LIMIT = 1000
-
 
 class MeteringAgent:
-    def __init__(self, app: faust.App, usage_topic: faust.TopicT, dlq_topic: str, meter: Meter,
-                 buffers: PartitionBuffers, metrics: PipelineMetrics, flush_interval_s: float) -> None:
+    def __init__(self, app: faust.App, usage_topic: faust.TopicT, meter: Meter, dead_letters: DeadLetterProducer,
+                 buffers: PartitionBuffers, metrics: PipelineMetrics, failpoints: Failpoints,
+                 flush_interval_s: float) -> None:
         self._app = app
         self._topic = usage_topic
         self._topic_name = usage_topic.get_topic_name()
-        self._dlq_topic = dlq_topic
         self._meter = meter
+        self._dead_letters = dead_letters
+        self._failpoints = failpoints
         self._buffers = buffers
         self._metrics = metrics
         self._flush_interval_s = flush_interval_s
@@ -74,10 +75,16 @@ class MeteringAgent:
         the writes of those already prepared run on the ClickHouse thread, in order: the inserts, which
         release the GIL, overlap the next partition's preparation."""
         async with self._flush_lock:
+            taken = self._buffers.take()
+            if taken:
+                # Every taken message is acked to Faust (whose own offset commit may already have run) and
+                # none is written: a crash here must re-read them from ClickHouse's progress.
+                self._failpoints.hit("after_ack")
             writes = []
-            for partition, messages in self._buffers.take().items():
+            for partition, messages in taken.items():
                 prepared = await self._meter.prepare(partition, messages)
                 if prepared is not None:
+                    await self._dead_letters.send(partition, prepared.rollup.dead_letters)
                     writes.append(asyncio.create_task(self._write(prepared)))
             await asyncio.gather(*writes)
             await self._update_lag()
@@ -102,23 +109,6 @@ class MeteringAgent:
         log.error("partition %s was taken over by another worker at %s; stopping so that a restart resumes "
                   "it from ClickHouse", flush.partition, fence.found)
         await self._app.crash(fence)
-
-    async def send_dead_letters(self, partition: int, letters: Sequence[DeadLetter]) -> None:
-        producer = self._app.producer
-        pending = []
-        for letter in letters:
-            rejection = letter.rejection
-            headers = [
-                ("meterline.reason", rejection.reason.encode()),
-                ("meterline.detail", rejection.detail[:_DETAIL_LIMIT].encode()),
-                ("meterline.source.topic", self._topic_name.encode()),
-                ("meterline.source.partition", str(partition).encode()),
-                ("meterline.source.offset", str(letter.offset).encode()),
-            ]
-            if rejection.index is not None:
-                headers.append(("meterline.source.index", str(rejection.index).encode()))
-            pending.append(await producer.send(self._dlq_topic, None, rejection.raw, None, None, headers))
-        await asyncio.gather(*pending)
 
     async def _on_partitions_revoked(self, sender, revoked, **kwargs) -> None:
         # Eager rebalancing revokes everything; whatever stays assigned is re-positioned afterwards. Stop

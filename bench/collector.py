@@ -28,7 +28,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.brokers import ApacheKafka, create_topics, free_port, run_blocking  # noqa: E402
+from pipeline.devtools.brokers import ApacheKafka, free_port, run_blocking  # noqa: E402
+from pipeline.kafka import create_topics  # noqa: E402
 
 TOKEN = "bench-token"
 

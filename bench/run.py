@@ -26,7 +26,8 @@ from pathlib import Path
 
 from bench.baselines import aiokafka_decode_rate, faust_iterate_rate
 from bench.workload import batch_messages, generate, produce_fast, single_messages
-from pipeline.brokers import ApacheKafka, create_topics
+from pipeline.devtools.brokers import ApacheKafka
+from pipeline.kafka import create_topics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.processes import ChdbHttpProcess, WorkerProcess  # noqa: E402

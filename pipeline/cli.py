@@ -1,5 +1,5 @@
-"""The ``meterline`` command line. Each command lives in the module that does its work and registers
-itself here through a ``register(subparsers)`` function, so this file stays a table of contents."""
+"""The ``meterline`` command line. Each area's commands live in a module of ``pipeline/commands/`` that
+registers them through a ``register(subparsers)`` function, so this file stays a table of contents."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import sys
 
 from pipeline.config import ConfigError
+from pipeline.metrics import disable_created_series
 
 # Modules that contribute subcommands, in the order `meterline --help` lists them.
 COMMAND_MODULES = (
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Every process (worker, collector, alert runner, API) starts here: one place for the metrics switch.
+    disable_created_series()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -3,6 +3,10 @@
 ``METERLINE_CLICKHOUSE_URL`` is either ``chdb:///path/to/dir`` (embedded ClickHouse from the chdb package)
 or ``http(s)://user:pass@host:8123/db`` (a server). Both give the same clickhouse-connect Client API and run
 the same SQL. An embedded data folder can be open in only one process at a time.
+
+chdb (about 540 MB with its dependencies) is the optional ``embedded`` extra: the production image talks to a
+ClickHouse server and does not ship it. Whatever opens a chdb:// URL without it gets
+:class:`EmbeddedEngineMissing`, a configuration error that says how to install it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+from pipeline.config import ConfigError
 
 T = TypeVar("T")
 
@@ -44,11 +50,34 @@ class EmbeddedStoreBusy(RuntimeError):
     """The chDB data folder is held by another process (usually a running worker)."""
 
 
+EMBEDDED_INSTALL = "pip install 'meterline[embedded]'"
+
+
+class EmbeddedEngineMissing(ConfigError):
+    """A chdb:// URL is configured but the chdb package (the ``embedded`` extra) cannot be imported."""
+
+
+def require_embedded_engine(url: str) -> None:
+    """Raises :class:`EmbeddedEngineMissing` when ``url`` is a chdb:// URL and chdb cannot be imported; a
+    server URL needs nothing. Importing chdb loads the engine, which any chdb:// client does next anyway."""
+    if urlsplit(url).scheme != "chdb":
+        return
+    try:
+        import chdb  # noqa: F401
+    except ImportError as error:
+        raise EmbeddedEngineMissing(
+            f"METERLINE_CLICKHOUSE_URL {url} is embedded ClickHouse, which needs the chdb package: install it "
+            f"with `{EMBEDDED_INSTALL}` (deploy/dev.sh does), or set METERLINE_CLICKHOUSE_URL to a ClickHouse "
+            f"server, http(s)://user:password@host:8123/database ({type(error).__name__}: {error})") from error
+
+
 def connect(url: str, create_database: bool = False) -> Client:
     """A clickhouse-connect client for ``url`` (chdb:// or http(s)://).
 
     The database is the ``?database=`` parameter of a chdb URL (default: ``default``), or the path of a
     server URL. ``create_database`` creates it first when missing (migrations do; readers do not).
+    Raises :class:`EmbeddedEngineMissing` for a chdb URL without the chdb package, :class:`EmbeddedStoreBusy`
+    when another process holds the chdb folder, ValueError for another scheme.
     """
     parts = urlsplit(url)
     if parts.scheme == "chdb":
@@ -65,6 +94,7 @@ def connect(url: str, create_database: bool = False) -> Client:
 
 
 def _connect_embedded(path: Path, database: str) -> Client:
+    require_embedded_engine(f"chdb://{path}")
     path.mkdir(parents=True, exist_ok=True)
     try:
         client = clickhouse_connect.get_client(dsn=f"chdb://{path}")

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Mapping
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+# HMAC-SHA256 key tokens need keys of at least the hash size (RFC 7518 section 3.2); pipeline.usage.tokens agrees.
+MIN_TOKEN_SECRET_BYTES = 32
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
@@ -50,14 +52,14 @@ class RollupSettings:
     max_lateness_s: float = 7 * 86400.0
     max_future_skew_s: float = 300.0
     flush_interval_s: float = 1.0
-    flush_max_events: int = 200_000
     price_overrides: Path | None = None
 
 
 @dataclass(frozen=True)
 class ClickHouseSettings:
     url: str = "chdb:///.meterline/clickhouse"
-    # Retries of a failed write wait this long at first, doubling up to the cap; they never give up.
+    # Retries of a failed ClickHouse call (and of a dead-letter send) wait this long at first, doubling up to
+    # the cap; they never give up (an unwritten flush is never skipped).
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
 
@@ -78,9 +80,16 @@ class ApiSettings:
     admin_token: str = ""
     # Secret that signs key-scoped tokens (``meterline token --key K``); empty disables them.
     token_secret: str = ""
+    # Secrets that signed earlier tokens, still accepted (never used to sign): a rotation's grace period.
+    previous_token_secrets: tuple[str, ...] = ()
     max_range_days: int = 400
     # Where a CLI finds a running worker's HTTP API when the embedded store is held by it.
     url: str = "http://127.0.0.1:6066"
+
+    @property
+    def token_secrets(self) -> tuple[str, ...]:
+        """Every secret a key token may be signed with, the signing one first; empty: key tokens are off."""
+        return (self.token_secret, *self.previous_token_secrets) if self.token_secret else ()
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
-    # Test-only crash injection (see pipeline/failpoints.py); empty in production.
+    # Test-only crash injection (see pipeline/metering/failpoints.py); empty in production.
     failpoints: str = ""
 
 
@@ -213,11 +222,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max_lateness_s=e.duration("METERLINE_MAX_LATENESS", RollupSettings.max_lateness_s),
             max_future_skew_s=e.duration("METERLINE_MAX_FUTURE_SKEW", RollupSettings.max_future_skew_s),
             flush_interval_s=e.duration("METERLINE_FLUSH_INTERVAL", RollupSettings.flush_interval_s),
-            flush_max_events=e.int("METERLINE_FLUSH_MAX_EVENTS", RollupSettings.flush_max_events, 1),
             price_overrides=Path(overrides).expanduser() if overrides else None,
         ),
         clickhouse=ClickHouseSettings(
             url=e.str("METERLINE_CLICKHOUSE_URL", f"chdb://{(data_dir / 'clickhouse').resolve()}"),
+            retry_initial_s=e.duration("METERLINE_CLICKHOUSE_RETRY_INITIAL", ClickHouseSettings.retry_initial_s),
+            retry_max_s=e.duration("METERLINE_CLICKHOUSE_RETRY_MAX", ClickHouseSettings.retry_max_s),
         ),
         web=WebSettings(
             host=e.str("METERLINE_WEB_HOST", WebSettings.host),
@@ -225,7 +235,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         api=ApiSettings(
             admin_token=e.str("METERLINE_API_ADMIN_TOKEN", ""),
-            token_secret=e.str("METERLINE_API_TOKEN_SECRET", ""),
+            **_token_secrets(e),
             max_range_days=e.int("METERLINE_API_MAX_RANGE_DAYS", ApiSettings.max_range_days, minimum=1),
             url=e.str("METERLINE_API_URL", f"http://127.0.0.1:{e.int('METERLINE_WEB_PORT', WebSettings.port)}"),
         ),
@@ -233,6 +243,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alerts=_load_alert_settings(e),
         failpoints=e.str("METERLINE_FAILPOINTS", ""),
     )
+
+
+def _token_secrets(e: _Env) -> dict:
+    """``METERLINE_API_TOKEN_SECRET`` signs key tokens; ``METERLINE_API_TOKEN_PREVIOUS_SECRETS`` (comma-separated)
+    are still accepted. Each must be at least 32 bytes: RFC 7518 section 3.2 for HMAC-SHA256 keys."""
+    current = e.str("METERLINE_API_TOKEN_SECRET", "").strip()
+    previous = tuple(s.strip() for s in e.str("METERLINE_API_TOKEN_PREVIOUS_SECRETS", "").split(",") if s.strip())
+    if previous and not current:
+        raise ConfigError("METERLINE_API_TOKEN_PREVIOUS_SECRETS is set without METERLINE_API_TOKEN_SECRET: "
+                          "set the new secret there (docs/deploy.md, rotating the token secret)")
+    named = [("METERLINE_API_TOKEN_PREVIOUS_SECRETS", secret) for secret in previous]
+    if current:
+        named.insert(0, ("METERLINE_API_TOKEN_SECRET", current))
+    for name, secret in named:
+        if len(secret.encode()) < MIN_TOKEN_SECRET_BYTES:
+            raise ConfigError(f"{name}: a token secret must be at least {MIN_TOKEN_SECRET_BYTES} bytes "
+                              f"(e.g. `openssl rand -hex 32`), got {len(secret.encode())}")
+    return {"token_secret": current, "previous_token_secrets": previous}
 
 
 def _ingest_settings(e: _Env) -> IngestSettings:

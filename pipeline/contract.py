@@ -4,6 +4,11 @@ A Kafka message value is one event object or a batch (a JSON array of event obje
 ``api_key_id``, which is also the message key). Every event of a batch is judged on its own: the good
 ones are returned, each bad one becomes a :class:`Rejection` with a precise reason and its own bytes.
 The JSON Schema published for producers is ``schemas/usage-event.v1.schema.json``.
+
+:meth:`ContractDecoder.decode` is total: whatever the bytes (invalid UTF-8, nesting deeper than the parser
+allows, numbers out of range, a null record value), it returns rejections and never raises. Anything that
+goes wrong while reading one message is that message's fault, never a reason to stop metering
+(docs/exactly-once.md, "Whose fault is it").
 """
 
 from __future__ import annotations
@@ -61,7 +66,12 @@ class Rejection:
 
 # Every reason a consumed event can be dead-lettered with; metrics and the DLQ use these names.
 REASONS = (
+    "tombstone",
+    "empty_message",
+    "invalid_encoding",
+    "too_deep",
     "invalid_json",
+    "undecodable",
     "not_an_object",
     "empty_batch",
     "batch_too_large",
@@ -72,12 +82,39 @@ REASONS = (
     "key_mismatch",
     "too_late",
     "future_timestamp",
+    "mapping_failed",
 )
+# Identifiers must not hold C0 control characters or DEL: they end up in CSV files, logs, HTTP headers and
+# terminals. JSON can carry them only escaped (\u0000, \n) or, for DEL, raw.
+ID_FIELDS = ("request_id", "api_key_id", "model", "provider", "org_id", "project_id")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DECIMAL_STRING = re.compile(r"^-?\d{1,20}(\.\d{1,18})?$")
 # Matches an api_key value even when the JSON around it is broken or truncated mid-secret.
 _API_KEY_VALUE = re.compile(rb'("api_key"\s*:\s*)"((?:[^"\\]|\\.)*)("?)')
+
+
+def time_bounds_problem(timestamp_ms: int, now_ms: int, max_lateness_ms: int,
+                        max_future_skew_ms: int) -> tuple[str, str] | None:
+    """``(reason, detail)`` when an event at ``timestamp_ms`` (epoch ms, UTC) is outside the accepted window
+    ``[now_ms - max_lateness_ms, now_ms + max_future_skew_ms]``, else None.
+
+    Reasons: ``future_timestamp`` (beyond the clock-skew bound) and ``too_late`` (older than the lateness
+    bound, so its hour is no longer updated). The worker and the collector apply this same rule with the same
+    settings (``METERLINE_MAX_FUTURE_SKEW``, ``METERLINE_MAX_LATENESS``), so what the collector accepts the
+    worker counts.
+    """
+    if timestamp_ms > now_ms + max_future_skew_ms:
+        return "future_timestamp", (f"timestamp is {(timestamp_ms - now_ms) / 1000:.0f} s in the future; "
+                                    f"at most {max_future_skew_ms / 1000:.0f} s of clock skew is accepted")
+    if timestamp_ms < now_ms - max_lateness_ms:
+        detail = (f"timestamp is {(now_ms - timestamp_ms) / 3_600_000:.1f} h old; events older than "
+                  f"{max_lateness_ms / 3_600_000:.0f} h are not added to their hour any more")
+        if timestamp_ms < 10**11:
+            detail += " (it looks like epoch seconds: the contract wants epoch milliseconds)"
+        return "too_late", detail
+    return None
 
 
 def hash_api_key(secret: str) -> str:
@@ -119,23 +156,32 @@ class ContractDecoder:
         self._single = msgspec.json.Decoder(UsageEvent)
         self._raw_items = msgspec.json.Decoder(list[msgspec.Raw])
 
-    def decode(self, value: bytes, key: bytes | None = None) -> tuple[list[UsageEvent], list[Rejection]]:
-        """Valid events (normalised) and rejections of one message value."""
-        head = value.lstrip()[:1]
-        if head == b"[":
-            return self._decode_batch(value, key)
-        if head == b"{":
-            return self._decode_single(value, key)
-        return [], [self._reject_message(value)]
+    def decode(self, value: bytes | None, key: bytes | None = None) -> tuple[list[UsageEvent], list[Rejection]]:
+        """Valid events (normalised) and rejections of one Kafka record value (``None`` for a tombstone).
+
+        Never raises (for any :class:`Exception`): an error of any type while reading the message becomes a
+        :class:`Rejection` whose detail names the exception class.
+        """
+        if value is None:
+            return [], [Rejection("tombstone", "the record has a null value (a tombstone): no event", b"")]
+        if not value.strip():
+            return [], [Rejection("empty_message", "the record value is empty", value)]
+        try:
+            head = value.lstrip()[:1]
+            if head == b"[":
+                return self._decode_batch(value, key)
+            if head == b"{":
+                return self._decode_single(value, key)
+            return [], [self._reject_message(value)]
+        except Exception as error:  # the message's fault, whatever it is: see the module docstring
+            return [], [rejection_for(error, value)]
 
     def _decode_single(self, value: bytes, key: bytes | None) -> tuple[list[UsageEvent], list[Rejection]]:
         try:
             event = self._single.decode(value)
-        except msgspec.ValidationError as error:
-            return [], [Rejection(_reason_for(error), str(error), redact(value))]
-        except msgspec.DecodeError as error:
-            return [], [Rejection("invalid_json", str(error), redact(value))]
-        problem = _normalise(event, _key_text(key))
+        except Exception as error:
+            return [], [rejection_for(error, value)]
+        problem = _normalise(event, _key_text(key), _may_hold_controls(value))
         if problem is None:
             return [event], []
         return [], [Rejection(problem[0], problem[1], redact(value))]
@@ -143,14 +189,15 @@ class ContractDecoder:
     def _decode_batch(self, value: bytes, key: bytes | None) -> tuple[list[UsageEvent], list[Rejection]]:
         try:
             events = self._batch.decode(value)
-        except msgspec.ValidationError:
+        except (msgspec.ValidationError, UnicodeError):
+            # Some items are bad: judge each one alone (locating items needs valid JSON structure only).
             return self._decode_items_one_by_one(value, key)
-        except msgspec.DecodeError as error:
-            return [], [Rejection("invalid_json", str(error), redact(value))]
+        except Exception as error:  # malformed or too deep: items cannot be located, the message goes whole
+            return [], [rejection_for(error, value)]
         if not events or len(events) > self._max_batch_events:
             return [], [self._reject_batch_size(value, len(events))]
-        key_text = _key_text(key)
-        problems = [_normalise(event, key_text) for event in events]
+        key_text, controls = _key_text(key), _may_hold_controls(value)
+        problems = [_normalise(event, key_text, controls) for event in events]
         if not any(problems):
             return events, []
         return self._split(events, problems, value)
@@ -167,8 +214,11 @@ class ContractDecoder:
         return good, bad
 
     def _decode_items_one_by_one(self, value: bytes, key: bytes | None) -> tuple[list[UsageEvent], list[Rejection]]:
-        raw_items = self._raw_items.decode(value)
-        if len(raw_items) > self._max_batch_events:
+        try:
+            raw_items = self._raw_items.decode(value)
+        except Exception as error:
+            return [], [rejection_for(error, value)]
+        if not raw_items or len(raw_items) > self._max_batch_events:
             return [], [self._reject_batch_size(value, len(raw_items))]
         key_text = _key_text(key)
         good: list[UsageEvent] = []
@@ -181,7 +231,10 @@ class ContractDecoder:
                 reason = "not_an_object" if str(error).startswith("Expected `object`") else _reason_for(error)
                 bad.append(Rejection(reason, str(error).replace(" - at `$`", ""), redact(raw), index))
                 continue
-            problem = _normalise(event, key_text)
+            except Exception as error:
+                bad.append(rejection_for(error, raw, index))
+                continue
+            problem = _normalise(event, key_text, _may_hold_controls(raw))
             if problem is None:
                 good.append(event)
             else:
@@ -200,20 +253,61 @@ class ContractDecoder:
     def _reject_message(self, value: bytes) -> Rejection:
         try:
             msgspec.json.decode(value)
-        except msgspec.DecodeError as error:
-            return Rejection("invalid_json", str(error), redact(value))
+        except Exception as error:
+            return rejection_for(error, value)
         return Rejection("not_an_object", "a message must be an event object or a JSON array of them", redact(value))
+
+
+def rejection_for(error: Exception, raw: bytes, index: int | None = None) -> Rejection:
+    """The rejection of bytes that raised ``error`` while being read; the detail names the exception class.
+
+    ``invalid_encoding``: not UTF-8 (JSON text is UTF-8, RFC 8259 section 8.1); ``too_deep``: nested deeper
+    than the parser's recursion limit; ``invalid_json``: not JSON; ``missing_field`` / ``invalid_field``: JSON
+    that breaks the contract; ``undecodable``: anything else a library raised on these bytes.
+    """
+    if isinstance(error, msgspec.ValidationError):
+        reason = _reason_for(error)
+    elif isinstance(error, UnicodeError):
+        reason = "invalid_encoding"
+    elif isinstance(error, RecursionError):
+        reason = "too_deep"
+    elif isinstance(error, msgspec.DecodeError):
+        reason = "invalid_json"
+    else:
+        reason = "undecodable"
+    detail = str(error) if isinstance(error, msgspec.MsgspecError) else f"{type(error).__name__}: {error}"
+    return Rejection(reason, detail[:500], _redacted_or_empty(raw), index)
+
+
+def _redacted_or_empty(raw: bytes) -> bytes:
+    """``redact(raw)``; should redaction itself fail, no bytes at all rather than a possible secret."""
+    try:
+        return redact(raw)
+    except Exception:
+        return b""
+
+
+def _may_hold_controls(raw: bytes) -> bool:
+    """Whether decoded strings of ``raw`` can hold control characters: JSON carries them only escaped, and
+    DEL raw. A cheap byte scan that spares the per-field check on almost every message."""
+    return b"\\" in raw or b"\x7f" in raw
 
 
 def _key_text(key: bytes | None) -> str | None:
     return None if key is None else key.decode("utf-8", "replace")
 
 
-def _normalise(event: UsageEvent, key: str | None) -> tuple[str, str] | None:
+def _normalise(event: UsageEvent, key: str | None, may_hold_controls: bool = True) -> tuple[str, str] | None:
     """Checks the rules msgspec cannot express and normalises the event in place.
 
-    Returns (reason, detail) for an invalid event, None for a valid one.
+    Returns (reason, detail) for an invalid event, None for a valid one. ``may_hold_controls=False`` (the
+    message has no escape and no DEL byte) skips the control-character scan of the identifiers.
     """
+    if may_hold_controls:
+        for name in ID_FIELDS:
+            text = getattr(event, name)
+            if text and (found := _CONTROL.search(text)):
+                return "invalid_field", f"`{name}` holds a control character (U+{ord(found.group()):04X})"
     secret = event.api_key
     if secret is not None:
         event.api_key = None

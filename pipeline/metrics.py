@@ -2,12 +2,24 @@
 
 Names carry the ``meterline_`` prefix, base units and ``_total`` on counters. Labels stay low-cardinality:
 a Kafka partition, a rejection reason, a delivery channel; never an API key or a model.
+
+Counters and histograms export no ``*_created`` series (:func:`disable_created_series`, called once per
+process by ``pipeline.cli.main``). In the text exposition Prometheus scrapes, each is a gauge series of its
+own: one more series per counter, histogram and label set, holding a start time that no rule or dashboard
+of ours reads.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the web handlers)
+
+
+def disable_created_series() -> None:
+    """Stop exporting ``<counter>_created`` and ``<histogram>_created`` samples in this process, for every
+    registry (a process-wide switch of prometheus_client, read at scrape time)."""
+    disable_created_metrics()
+
 
 _SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

@@ -11,7 +11,8 @@ from uuid import uuid4
 
 import pytest
 
-from pipeline.brokers import ApacheKafka, create_topics
+from pipeline.devtools.brokers import ApacheKafka
+from pipeline.kafka import create_topics
 
 
 @pytest.fixture(scope="session")

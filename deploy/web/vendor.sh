@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Vendors the usage page's charting library from the npm registry into pipeline/web/vendor/ (no CDN, no
+# Vendors the usage page's charting library from the npm registry into pipeline/usage/web/vendor/ (no CDN, no
 # build step: the page loads the UMD file as a plain <script>).
 #
 #   deploy/web/vendor.sh            re-vendor the pinned version and check it against deploy/web/vendor.sha256
@@ -11,11 +11,11 @@ set -euo pipefail
 
 PACKAGE="chart.js"
 VERSION="4.6.1"
-# file inside the npm tarball -> name in pipeline/web/vendor/
+# file inside the npm tarball -> name in pipeline/usage/web/vendor/
 FILES=("package/dist/chart.umd.js:chart.umd.js" "package/LICENSE.md:chart.js.LICENSE.md")
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-vendor="$root/pipeline/web/vendor"
+vendor="$root/pipeline/usage/web/vendor"
 manifest="$root/deploy/web/vendor.sha256"
 record=false
 [ "${1:-}" = "--record" ] && record=true
@@ -32,7 +32,7 @@ done
 
 if $record; then
     {
-        echo "# $PACKAGE@$VERSION, vendored by deploy/web/vendor.sh; paths relative to pipeline/web/vendor/"
+        echo "# $PACKAGE@$VERSION, vendored by deploy/web/vendor.sh; paths relative to pipeline/usage/web/vendor/"
         (cd "$vendor" && for pair in "${FILES[@]}"; do sha256sum "${pair##*:}"; done)
     } > "$manifest"
     echo "recorded $PACKAGE@$VERSION in ${manifest#"$root"/}"

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.alerts.model import METRICS
+from pipeline.clock import HOUR_S
 
-HOUR_S = 3600
 # Sum expression of each metric over usage_hourly rows (rows are deltas: always summed).
 METRIC_SUMS = {
     "tokens": "toFloat64(sum(input_tokens + output_tokens))",

@@ -19,6 +19,7 @@ import aiohttp
 from pipeline.alerts.notice import Notice
 from pipeline.alerts.payloads import alertmanager_alerts, pagerduty_event, slack_message, webhook_body
 from pipeline.config import AlertSettings
+from pipeline.retry import Backoff, retry
 
 log = logging.getLogger(__name__)
 _BATCH = 500  # alerts per request to batch receivers
@@ -30,6 +31,14 @@ class RetryPolicy:
     timeout_s: float = 10.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 5.0
+
+
+class DeliveryError(Exception):
+    """A POST the receiver did not accept; ``retryable`` for timeouts, connection errors, 429 and 5xx."""
+
+    def __init__(self, problem: str, retryable: bool) -> None:
+        super().__init__(problem)
+        self.retryable = retryable
 
 
 @dataclass
@@ -46,30 +55,32 @@ class Poster:
         self._policy = policy
 
     async def post(self, channel: str, url: str, body: object, deadline: float) -> bool:
-        delay = self._policy.backoff_initial_s
-        for attempt in range(1, self._policy.attempts + 1):
-            retry, problem = await self._attempt(url, body, deadline)
-            if problem is None:
-                return True
-            log.warning("alert delivery to %s failed (attempt %d/%d): %s", channel, attempt,
-                        self._policy.attempts, problem)
-            if not retry or attempt == self._policy.attempts or time.monotonic() + delay >= deadline:
-                return False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._policy.backoff_max_s)
-        return False
+        policy = self._policy
 
-    async def _attempt(self, url: str, body: object, deadline: float) -> tuple[bool, str | None]:
-        """(worth retrying, problem or None when delivered)."""
+        def failed(error: Exception, attempt: int, delay_s: float) -> None:
+            log.warning("alert delivery to %s failed (attempt %d/%d): %s", channel, attempt, policy.attempts, error)
+
+        backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s)
+        try:
+            await retry(lambda: self._attempt(url, body, deadline), backoff,
+                        retryable=lambda error: isinstance(error, DeliveryError) and error.retryable,
+                        attempts=policy.attempts, deadline=deadline, on_failure=failed)
+        except DeliveryError as error:
+            log.warning("alert delivery to %s failed for good: %s", channel, error)
+            return False
+        return True
+
+    async def _attempt(self, url: str, body: object, deadline: float) -> None:
+        """One POST; raises DeliveryError (saying whether a retry may help) unless the receiver took it."""
         timeout = max(0.1, min(self._policy.timeout_s, deadline - time.monotonic()))
         try:
             async with self._session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as reply:
                 if 200 <= reply.status < 300:
-                    return False, None
+                    return
                 text = (await reply.text(errors="replace"))[:300]
-                return reply.status == 429 or reply.status >= 500, f"HTTP {reply.status}: {text}"
+                raise DeliveryError(f"HTTP {reply.status}: {text}", reply.status == 429 or reply.status >= 500)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-            return True, f"{type(error).__name__}: {error}"
+            raise DeliveryError(f"{type(error).__name__}: {error}", retryable=True) from error
 
 
 class Channel(ABC):

@@ -13,10 +13,10 @@ import sys
 
 from aiohttp import web
 
-from pipeline.api import add_usage_page, create_api_app
+from pipeline.usage.api import add_usage_page, create_api_app
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy
 from pipeline.config import Settings, load_settings
-from pipeline.query import UsageQueries
+from pipeline.usage.query import UsageQueries
 
 log = logging.getLogger(__name__)
 

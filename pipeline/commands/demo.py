@@ -16,10 +16,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.brokers import ApacheKafka, TansuBroker
+from pipeline.devtools.brokers import ApacheKafka, TansuBroker
+from pipeline.clickhouse import require_embedded_engine
 from pipeline.config import Settings, load_settings
-from pipeline.gateway import KEYS, SPIKE_KEY, SyntheticGateway
-from pipeline.tokens import issue_key_token
+from pipeline.devtools.gateway import KEYS, SPIKE_KEY, SyntheticGateway
+from pipeline.usage.tokens import issue_key_token
 
 DEMO_PRICES = """\
 # Prices for models genai-prices does not know (the demo's private model), and negotiated rates.
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     settings = load_settings()
+    require_embedded_engine(settings.clickhouse.url)  # before starting anything: a clear line, no traceback
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     broker = TansuBroker(settings.data_dir / "tansu") if args.broker == "tansu" \
         else ApacheKafka(settings.data_dir / "kafka")

@@ -1,4 +1,5 @@
-"""Usage commands: ``usage`` (summary, models, series), ``export`` (CSV) and ``token`` (key-scoped API token).
+"""Usage commands: ``usage`` (summary, models, series), ``export`` (CSV) and ``token`` (an expiring
+key-scoped API token).
 
 They read ClickHouse directly. An embedded chDB folder opens in one process only: when a running worker holds
 it, they ask that worker's HTTP API instead (``METERLINE_API_URL`` with ``METERLINE_API_ADMIN_TOKEN``).
@@ -21,14 +22,14 @@ from typing import Any, BinaryIO
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from pipeline.api import PREFIX_V1, ROUTES, jsonable
+from pipeline.usage.api import PREFIX_V1, ROUTES, jsonable
 from pipeline.clickhouse import EmbeddedStoreBusy, connect
-from pipeline.config import Settings, load_settings
-from pipeline.export import write_csv
-from pipeline.query import UsageQueries
-from pipeline.ranges import GRANULARITIES, ID_EXPECT, ID_SCHEMA, QueryError, UsageRequest, parse_request
-from pipeline.tokens import issue_key_token
+from pipeline.config import Settings, load_settings, parse_duration
+from pipeline.usage.export import write_csv
+from pipeline.usage.query import UsageQueries
 from pipeline.usage.parameters import conforms, shown
+from pipeline.usage.ranges import GRANULARITIES, ID_EXPECT, ID_SCHEMA, QueryError, UsageRequest, parse_request
+from pipeline.usage.tokens import issue_key_token, verify
 
 HTTP_TIMEOUT_S = 60
 ROUTE_PARAMETERS = {route.name: route.parameters for route in ROUTES}
@@ -47,8 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _range_arguments(export)
     export.add_argument("--out", default="-", help="file to write ('-' = stdout, the default)")
     export.set_defaults(handler=run_export)
-    token = subparsers.add_parser("token", help="print an API token that reads one key's usage")
+    token = subparsers.add_parser("token", help="print an API token that reads one key's usage until it expires")
     token.add_argument("--key", required=True, help="api_key_id the token may read")
+    token.add_argument("--ttl", default="90d",
+                       help="how long the token is valid, e.g. 12h, 30d (default 90d); the expiry goes to stderr")
     token.set_defaults(handler=run_token)
 
 
@@ -100,6 +103,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_token(args: argparse.Namespace) -> int:
+    """Prints a key token (signed with METERLINE_API_TOKEN_SECRET) on stdout and its expiry on stderr."""
     secret = load_settings().api.token_secret
     if not secret:
         print("meterline: set METERLINE_API_TOKEN_SECRET to issue key tokens", file=sys.stderr)
@@ -108,7 +112,14 @@ def run_token(args: argparse.Namespace) -> int:
         print(f"meterline: bad 'id': {shown(args.key)}: the key must be {ID_EXPECT} (the API reads no other)",
               file=sys.stderr)
         return 2
-    print(issue_key_token(secret, args.key))
+    try:
+        token = issue_key_token(secret, args.key, ttl_s=parse_duration(args.ttl, "--ttl"))
+    except ValueError as error:  # ConfigError (a bad --ttl) is one too
+        print(f"meterline: {error}", file=sys.stderr)
+        return 2
+    expires = verify([secret], token).expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(token)
+    print(f"meterline: token for key {args.key!r}, valid until {expires} (UTC)", file=sys.stderr)
     return 0
 
 

@@ -13,7 +13,7 @@ import signal
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from pipeline.brokers import create_topics
+from pipeline.kafka import create_topics
 from pipeline.config import ConfigError, Settings
 from pipeline.contract import ContractDecoder
 from pipeline.ingest.app import Collector

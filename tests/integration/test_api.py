@@ -7,26 +7,29 @@ import asyncio
 import io
 import json
 import logging
+import time
 
 import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline import cli
-from pipeline.api import ROUTES, create_api_app, jsonable
-from pipeline.brokers import free_port
+from pipeline.usage.api import ROUTES, create_api_app, jsonable
+from pipeline.devtools.brokers import free_port
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy, connect
 from pipeline.config import ApiSettings
-from pipeline.export import write_csv
-from pipeline.query import UsageQueries
-from pipeline.ranges import parse_request
-from pipeline.tokens import issue_key_token, verify
+from pipeline.usage.export import write_csv
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.ranges import parse_request
+from pipeline.usage.tokens import LEGACY_PREFIX, issue_key_token, verify
 from test_query import store  # noqa: F401  (the seeded module fixture)
 
 pytestmark = pytest.mark.clickhouse
 
-ADMIN, SECRET = "admin-token-for-tests", "key-token-secret-for-tests"
-SETTINGS = ApiSettings(admin_token=ADMIN, token_secret=SECRET, max_range_days=400)
+ADMIN, SECRET = "admin-token-for-tests", "key-token-secret-for-tests-0123456789"
+OLD_SECRET = "the-previous-key-token-secret-0123456789"
+SETTINGS = ApiSettings(admin_token=ADMIN, token_secret=SECRET, previous_token_secrets=(OLD_SECRET,),
+                       max_range_days=400)
 RANGE = {"from": "2026-10-24", "to": "2026-10-27", "tz": "Europe/Berlin"}
 
 
@@ -114,14 +117,45 @@ async def test_openapi_describes_every_route_and_its_responses_validate(api):
 @pytest.mark.parametrize("headers,detail", [
     ({}, "send Authorization"), ({"Authorization": "Basic YWJj"}, "send Authorization"),
     (bearer(""), "send Authorization"), (bearer("wrong-admin"), "not valid"),
-    (bearer(issue_key_token("another-secret", "key-a")), "not valid"),
+    (bearer(issue_key_token("another-secret-also-32-bytes-long-0123", "key-a")), "not valid"),
     (bearer(issue_key_token(SECRET, "key-a")[:-2] + "00"), "not valid"),
+    (bearer(issue_key_token("another-secret-also-32-bytes-long-0123", "key-a", ttl_s=60, now=time.time() - 3600)),
+     "not valid"),  # expired, but not ours: no hint about expiry
+    ({"Authorization": "Bearer mlk2_\udcff.\udcfe.x"}, "not valid"),  # how aiohttp hands over non-UTF-8 bytes
 ])
 async def test_missing_or_bad_tokens_get_401(api, headers, detail):
     response = await api.get("/api/v1/summary", params={**scoped("key", "key-a"), **RANGE}, headers=headers)
     assert response.status == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
     body = await response.json()
     assert body["error"] == "unauthorized" and detail in body["detail"]
+
+
+async def test_an_expired_key_token_gets_401_saying_it_expired(api):
+    token = issue_key_token(SECRET, "key-a", ttl_s=3600, now=time.time() - 7200)
+    response = await get(api, "summary", token, **scoped("key", "key-a"), **RANGE)
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="meterline", error="invalid_token", error_description="The access token expired"')
+    body = await response.json()
+    assert body["error"] == "unauthorized" and "the token expired at " in body["detail"]
+    assert "meterline token --key" in body["detail"]
+
+
+async def test_tokens_of_the_previous_secret_are_accepted_during_a_rotation(api):
+    previous = issue_key_token(OLD_SECRET, "key-a")
+    assert (await get(api, "summary", previous, **scoped("key", "key-a"), **RANGE)).status == 200
+    expired = issue_key_token(OLD_SECRET, "key-a", ttl_s=60, now=time.time() - 3600)
+    response = await get(api, "summary", expired, **scoped("key", "key-a"), **RANGE)
+    assert response.status == 401 and "expired" in (await response.json())["detail"]
+
+
+async def test_tokens_of_the_first_format_are_refused_with_a_way_out(api):
+    """``mlk_`` tokens (HMAC, never expiring) issued before this release: a 401 that says what to do."""
+    legacy = f"{LEGACY_PREFIX}a2V5LWE.{'0' * 64}"
+    response = await get(api, "summary", legacy, **scoped("key", "key-a"), **RANGE)
+    assert response.status == 401 and "invalid_token" in response.headers["WWW-Authenticate"]
+    detail = (await response.json())["detail"]
+    assert "old mlk_ format" in detail and "no longer accepted" in detail and "meterline token --key" in detail
 
 
 async def test_a_key_token_reads_only_its_own_key(api):
@@ -221,7 +255,16 @@ def test_cli_token_and_bad_input(store, monkeypatch, capsys):  # noqa: F811
     assert "METERLINE_API_TOKEN_SECRET" in capsys.readouterr().err
     monkeypatch.setenv("METERLINE_API_TOKEN_SECRET", SECRET)
     assert run_cli(monkeypatch, store.url, "token", "--key", "key-a") == 0
-    assert verify(SECRET, capsys.readouterr().out.strip()) == "key-a"
+    issued = capsys.readouterr()
+    token = verify([SECRET], issued.out.strip())
+    assert token.api_key_id == "key-a" and (token.expires_at - token.issued_at).days == 90  # the default TTL
+    assert f"valid until {token.expires_at:%Y-%m-%dT%H:%M:%SZ}" in issued.err
+    assert run_cli(monkeypatch, store.url, "token", "--key", "key-a", "--ttl", "12h") == 0
+    token = verify([SECRET], capsys.readouterr().out.strip())
+    assert (token.expires_at - token.issued_at).total_seconds() == 12 * 3600
+    for bad_ttl, message in (("0s", "must be positive"), ("soon", "--ttl: 'soon' is not a duration")):
+        assert run_cli(monkeypatch, store.url, "token", "--key", "key-a", "--ttl", bad_ttl) == 2
+        assert message in capsys.readouterr().err
     assert run_cli(monkeypatch, store.url, "usage", "--key", "k", "--from", "2026-11-02", "--to", "2026-11-01") == 2
     assert "empty range" in capsys.readouterr().err
     assert run_cli(monkeypatch, store.url, "token", "--key", "key\x00a") == 2

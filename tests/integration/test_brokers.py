@@ -12,7 +12,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from pipeline.brokers import KAFKA_SH, ApacheKafka, BrokerError, TansuBroker, create_topics
+from pipeline.devtools.brokers import KAFKA_SH, ApacheKafka, BrokerError, TansuBroker
+from pipeline.kafka import create_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -17,7 +17,8 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from pipeline.brokers import ApacheKafka, create_topics
+from pipeline.devtools.brokers import ApacheKafka
+from pipeline.kafka import create_topics
 from pipeline.config import load_settings
 from pipeline.contract import hash_api_key
 from pipeline.ingest.producer import BatchSender, OutgoingMessage, kafka_partition, new_producer

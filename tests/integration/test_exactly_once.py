@@ -12,10 +12,9 @@ import time
 from collections import Counter
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.contract import hash_api_key
+from support.dlq import dead_letters
 from support.processes import ChdbHttpProcess, WorkerProcess, read_clickhouse, wait_until_counted
 from support.workload import USAGE_SQL, Ledger, canonical, generate, ledger_of, produce, secret_of, \
     usage_from_rows
@@ -37,36 +36,6 @@ def assert_matches_ledger(url: str, ledger: Ledger) -> None:
     assert outcomes == +ledger.outcomes
 
 
-async def dead_letters(bootstrap: str, topic: str) -> list:
-    """Every record of the dead-letter topic as (partition, offset, index, reason, payload)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        [description] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    tps = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    records = []
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    out = []
-    for record in records:
-        headers = {k: v.decode() for k, v in record.headers}
-        index = headers.get("meterline.source.index")
-        out.append((int(headers["meterline.source.partition"]), int(headers["meterline.source.offset"]),
-                    None if index is None else int(index), headers["meterline.reason"], record.value))
-    return out
-
-
 async def test_end_to_end_usage_outcomes_and_dead_letters_equal_the_ledger(kafka_bootstrap, new_topic, tmp_path):
     topic = await new_topic(partitions=4)
     placed = await produce(kafka_bootstrap, topic, generate(6000, now_ms(), seed=1))
@@ -84,12 +53,12 @@ async def test_end_to_end_usage_outcomes_and_dead_letters_equal_the_ledger(kafka
     assert hash_api_key(secret_of("key-01")) in stored_keys and not any("sk-live" in k for k in stored_keys)
     letters = await dead_letters(kafka_bootstrap, f"{topic}.dlq")
     assert Counter(l[:4] for l in letters) == Counter(ledger.dead_letters)  # each exactly once
-    payloads = b"".join(l[4] for l in letters)
+    payloads = b"".join(letter.value for letter in letters)
     assert b"sk-live-" not in payloads  # secrets are hashed before anything is dead-lettered
     by_position = {(p.partition, p.offset): p.message for p in placed}
-    for partition, offset, index, reason, payload in letters:
-        if index is None:  # a whole message: its original bytes, unchanged
-            assert payload == by_position[(partition, offset)].value, reason
+    for letter in letters:
+        if letter.index is None:  # a whole message: its original bytes, unchanged
+            assert letter.value == by_position[(letter.partition, letter.offset)].value, letter.reason
 
 
 async def test_sigkill_at_any_moment_keeps_totals_exact(kafka_bootstrap, new_topic, tmp_path):

@@ -1,6 +1,6 @@
 """Every ClickHouse query of the Grafana "API key usage" dashboard, with its macros expanded the way the
 grafana-clickhouse-datasource plugin expands them, run on embedded ClickHouse over the store seeded by
-test_query (4000 events through the real writer): the numbers equal what pipeline.query answers.
+test_query (4000 events through the real writer): the numbers equal what pipeline.usage.query answers.
 
 Panels are enumerated from the committed JSON, so a panel without a check here fails (add one to CHECKS).
 
@@ -30,8 +30,8 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline.dashboards import DASHBOARD_DIR, variable
-from pipeline.ranges import parse_request
+from pipeline.devtools.dashboards import DASHBOARD_DIR, variable
+from pipeline.usage.ranges import parse_request
 from test_query import store  # noqa: F401  (the seeded module fixture)
 
 pytestmark = pytest.mark.clickhouse

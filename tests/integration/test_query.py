@@ -18,10 +18,10 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from pipeline.clickhouse import connect
-from pipeline.export import CSV_COLUMNS, write_csv
+from pipeline.usage.export import CSV_COLUMNS, write_csv
 from pipeline.migrations import Migrator
-from pipeline.query import UsageQueries
-from pipeline.ranges import parse_request
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.ranges import parse_request
 from support.writes import bounds_at, write_events
 
 pytestmark = pytest.mark.clickhouse

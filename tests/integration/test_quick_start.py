@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -18,10 +17,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from pipeline.brokers import free_port
-from pipeline.commands.produce import keyed_messages, produce_lines
-from pipeline.contract import hash_api_key
-from pipeline.gateway import KEYS, SPIKE_KEY
+from pipeline.devtools.brokers import free_port
+from pipeline.commands.produce import prepare_lines, send
+from pipeline.config import RollupSettings
+from pipeline.contract import ContractDecoder, hash_api_key
+from pipeline.devtools.gateway import KEYS, SPIKE_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,29 +84,29 @@ def test_demo_runs_meters_alerts_and_stops_cleanly(tmp_path):
 
 
 @pytest.mark.kafka
-async def test_produce_keys_each_line_by_its_api_key(kafka_bootstrap, new_topic):
+async def test_produce_keys_each_line_by_its_api_key_and_never_sends_a_secret(kafka_bootstrap, new_topic):
     topic = await new_topic(partitions=3)
-    lines = io.StringIO("\n".join([
-        json.dumps({"request_id": "r1", "api_key_id": "key-a", "model": "gpt-4o", "timestamp": 1, "input_tokens": 1,
-                    "output_tokens": 1}),
-        json.dumps([{"request_id": "r2", "api_key_id": "key-b", "model": "gpt-4o", "timestamp": 1,
-                     "input_tokens": 1, "output_tokens": 1}]),
-        json.dumps({"request_id": "r3", "api_key": "sk-secret", "model": "gpt-4o", "timestamp": 1,
-                    "input_tokens": 1, "output_tokens": 1}),
-        "",
-        "not json at all",
-    ]))
-    assert await produce_lines(kafka_bootstrap, topic, lines) == 4
+    now = int(time.time() * 1000)
+    event = {"model": "gpt-4o", "timestamp": now, "input_tokens": 1, "output_tokens": 1}
+    lines = [json.dumps({"request_id": "r1", "api_key_id": "key-a", **event}),
+             json.dumps([{"request_id": "r2", "api_key_id": "key-b", **event}]),
+             json.dumps({"request_id": "r3", "api_key": "sk-secret", **event}), "", "not json at all",
+             json.dumps({"request_id": "r4", "api_key_id": "key-a", **event, "timestamp": 1})]
+    prepared = prepare_lines(("\n".join(lines) + "\n").encode().splitlines(), ContractDecoder(), RollupSettings())
+    assert [(p.line, p.reason) for p in prepared.problems] == [(5, "invalid_json"), (6, "too_late")]
+    assert await send(kafka_bootstrap, topic, prepared.messages) == 3
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
                                 group_id=f"read-{topic}")
     await consumer.start()
     try:
         records = []
-        while len(records) < 4:
+        while len(records) < 3:
             for batch in (await consumer.getmany(timeout_ms=2000)).values():
                 records.extend(batch)
     finally:
         await consumer.stop()
-    assert sorted(r.key for r in records if r.key) == sorted([b"key-a", b"key-b", hash_api_key("sk-secret").encode()])
-    assert [r.key for r in records if r.value == b"not json at all"] == [None]
-    assert list(keyed_messages(io.StringIO("\n\n"))) == []
+    assert sorted(r.key for r in records) == sorted([b"key-a", b"key-b", hash_api_key("sk-secret").encode()])
+    assert not any(b"sk-secret" in r.value for r in records)
+    assert [json.loads(r.value)["api_key_id"] for r in records if r.key == hash_api_key("sk-secret").encode()] \
+        == [hash_api_key("sk-secret")]
+    assert prepare_lines([b"", b"  "], ContractDecoder(), RollupSettings()).messages == []

@@ -13,12 +13,12 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from pipeline.contract import ContractDecoder
-from pipeline.dedup import SeenRequests
-from pipeline.failpoints import Failpoints
+from pipeline.metering.dedup import SeenRequests
+from pipeline.metering.failpoints import Failpoints
 from pipeline.migrations import Migrator, discover
-from pipeline.pricing import PriceBook
-from pipeline.rollup import RawMessage, RollupBuilder, TimeBounds
-from pipeline.sink import NO_PROGRESS, FencedError, FlushRange, RollupWriter
+from pipeline.metering.pricing import PriceBook
+from pipeline.metering.rollup import RawMessage, RollupBuilder, TimeBounds
+from pipeline.metering.sink import NO_PROGRESS, FencedError, FlushRange, RollupWriter
 
 pytestmark = pytest.mark.clickhouse
 
@@ -204,7 +204,7 @@ def test_request_ids_count_only_once_their_flush_committed(clickhouse):
     assert writer.confirm_seen(0, writer.progress(0), ids + ["other"]) == set(ids)
     seen = writer.load_seen(0, writer.progress(0), 0)
     assert len(seen) == 50
-    from pipeline.dedup import request_id_hashes
+    from pipeline.metering.dedup import request_id_hashes
     assert seen.maybe_seen(request_id_hashes(ids)).all()
     assert writer.confirm_seen(1, 49, ids) == set()  # scoped to the partition
     recent = writer.load_seen(0, 49, (NOW_MS - 3600_000) // 3_600_000)

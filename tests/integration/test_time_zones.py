@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from pipeline.ranges import TIME_ZONES, parse_request
+from pipeline.usage.ranges import TIME_ZONES, parse_request
 from support.time_zones import COARSE_STEP_S, clickhouse_zones, disagreement
 from test_query import select, store  # noqa: F401  (the seeded module fixture)
 

@@ -25,13 +25,13 @@ import pytest_asyncio
 from aiohttp import web
 from playwright.async_api import BrowserContext, Page, async_playwright
 
-from pipeline.api import add_usage_page, create_api_app
+from pipeline.usage.api import add_usage_page, create_api_app
 from pipeline.clickhouse import ClickHouse, connect
 from pipeline.config import ApiSettings
-from pipeline.export import CSV_COLUMNS
-from pipeline.query import UsageQueries
-from pipeline.ranges import TIME_ZONES, parse_request
-from pipeline.tokens import issue_key_token
+from pipeline.usage.export import CSV_COLUMNS
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.ranges import TIME_ZONES, parse_request
+from pipeline.usage.tokens import issue_key_token
 from test_query import NOW, store  # noqa: F401  (the seeded module fixture)
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -41,7 +41,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ADMIN, SECRET = "admin-token-for-page-tests", "key-token-secret-for-page-tests"
+ADMIN, SECRET = "admin-token-for-page-tests", "key-token-secret-for-page-tests-0123456789"  # >= 32 bytes
 SETTINGS = ApiSettings(admin_token=ADMIN, token_secret=SECRET, max_range_days=400)
 TZ = "Europe/Berlin"  # the browser's zone, so the page's default
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pipeline.brokers import free_port
+from pipeline.devtools.brokers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "deploy" / "alertmanager" / "build.sh"

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from pipeline.brokers import free_port
+from pipeline.devtools.brokers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-ingest-token"

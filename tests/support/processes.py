@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipeline.brokers import free_port
+from pipeline.devtools.brokers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +106,7 @@ def wait_until_counted(workers: list[WorkerProcess], last_offsets: dict[int, int
 
 
 class ChdbHttpProcess:
-    """The chDB HTTP server (pipeline/chdb_server.py) as a subprocess that can be killed and restarted."""
+    """The chDB HTTP server (pipeline/devtools/chdb_server.py) as a subprocess that can be killed and restarted."""
 
     def __init__(self, folder: Path, port: int | None = None) -> None:
         self.folder = folder
@@ -119,7 +119,7 @@ class ChdbHttpProcess:
 
     def start(self) -> "ChdbHttpProcess":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.chdb_server", "--path", str(self.folder), "--port", str(self.port)],
+            [sys.executable, "-m", "pipeline.devtools.chdb_server", "--path", str(self.folder), "--port", str(self.port)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

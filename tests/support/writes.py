@@ -8,11 +8,11 @@ import json
 from clickhouse_connect.driver.client import Client
 
 from pipeline.contract import ContractDecoder
-from pipeline.dedup import SeenRequests
-from pipeline.failpoints import Failpoints
-from pipeline.pricing import PriceBook
-from pipeline.rollup import RawMessage, Rollup, RollupBuilder, TimeBounds
-from pipeline.sink import NO_PROGRESS, FlushRange, RollupWriter
+from pipeline.metering.dedup import SeenRequests
+from pipeline.metering.failpoints import Failpoints
+from pipeline.metering.pricing import PriceBook
+from pipeline.metering.rollup import RawMessage, Rollup, RollupBuilder, TimeBounds
+from pipeline.metering.sink import NO_PROGRESS, FlushRange, RollupWriter
 
 WEEK_S = 7 * 86400
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.api import ROUTES
+from pipeline.usage.api import ROUTES
 from pipeline.usage.parameters import MAX_FIELDS, Param, QueryError, conforms, read_query, shown
 
 NAME = Param("name", {"type": "string", "maxLength": 5, "pattern": "^[^\\u0000-\\u001f\\u007f]*$", "default": ""},

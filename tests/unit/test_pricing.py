@@ -1,4 +1,4 @@
-"""pipeline.pricing: Rates derived from genai-prices price events exactly as genai-prices does, and fast."""
+"""pipeline.metering.pricing: Rates derived from genai-prices price events exactly as genai-prices does, and fast."""
 
 import random
 from collections import defaultdict
@@ -16,7 +16,7 @@ from genai_prices.types import (ClauseAnd, ClauseContains, ClauseEndsWith, Claus
                                 ModelInfo, ModelPrice, Provider, StartDateConstraint, TieredPrices,
                                 TimeOfDateConstraint)
 
-from pipeline.pricing import (PriceBook, PriceOverride, PricingError, Rate, load_overrides, quantize_usd,
+from pipeline.metering.pricing import (PriceBook, PriceOverride, PricingError, Rate, load_overrides, quantize_usd,
                               snapshot_rates)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.ranges import (MAX_BUCKETS, QueryError, bucket_key, bucket_start, next_bucket, parse_instant,
+from pipeline.usage.ranges import (MAX_BUCKETS, QueryError, bucket_key, bucket_start, next_bucket, parse_instant,
                              parse_request)
 
 BERLIN, KOLKATA, KATHMANDU = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata"), ZoneInfo("Asia/Kathmandu")

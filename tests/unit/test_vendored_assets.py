@@ -8,7 +8,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from pipeline.api import ASSETS_PATH, WEB_DIR, page_assets
+from pipeline.usage.api import ASSETS_PATH, WEB_DIR, page_assets
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "web" / "vendor.sh"
@@ -36,7 +36,7 @@ def test_vendored_files_match_the_recorded_sha256():
     assert hashes, "vendor.sha256 lists no file"
     for name, expected in hashes.items():
         actual = hashlib.sha256((VENDOR / name).read_bytes()).hexdigest()
-        assert actual == expected, f"pipeline/web/vendor/{name} changed; re-run deploy/web/vendor.sh (--record)"
+        assert actual == expected, f"pipeline/usage/web/vendor/{name} changed; re-run deploy/web/vendor.sh (--record)"
     assert {path.name for path in VENDOR.iterdir()} == set(hashes), "a vendored file is not in vendor.sha256"
 
 

@@ -1,0 +1,200 @@
+"""Writing one partition's flush to ClickHouse with an exactly-once effect.
+
+Order of a flush of offsets [first, last] of partition p (see docs/exactly-once.md for the argument):
+
+1. request ids of the flush -> ``dedup_keys``, tagged ``batch_end_offset = last`` (trusted only once
+   progress reaches ``last``, so a flush that dies after this step leaves nothing that counts);
+2. check that p's progress is still what this worker last wrote (another worker may own p now);
+3. ONE insert into ``rollups``: usage deltas + outcome counts + the progress row ``last``, with
+   ``insert_deduplication_token = topic/p/first``. One insert is one part: all of it lands or none;
+4. read the progress back: ``last`` means committed; anything else means another writer won the race.
+
+A retry after an error repeats 2-4: if the progress already shows ``last``, the earlier attempt landed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import msgspec
+import numpy as np
+from clickhouse_connect.driver.client import Client
+
+from pipeline.metering.dedup import SeenRequests
+from pipeline.metering.failpoints import Failpoints
+from pipeline.measures import COSTS, COUNTED, UNPRICED, USAGE_MEASURES, Dimensions
+from pipeline.metering.pricing import USD_DECIMALS, quantize_usd, usd_text
+from pipeline.metering.rollup import Rollup
+
+NO_PROGRESS = -1
+_CONFIRM_CHUNK = 20_000
+# An insert is atomic only as one part. The client sends a large insert as several blocks; squashing with
+# no practical threshold joins them into one block, hence one part.
+_ONE_BLOCK = {
+    "insert_deduplicate": 1,
+    "min_insert_block_size_rows": 1_000_000_000,
+    "min_insert_block_size_bytes": 1 << 40,
+    "max_insert_block_size": 1_000_000_000,
+    "max_partitions_per_insert_block": 1,
+}
+
+# One row kind per purpose in the one table a flush writes (schemas/migrations/0001_rollups.sql).
+ROLLUP_COLUMNS = ("kind", *Dimensions._fields, "kafka_topic", "kafka_partition", "outcome", "reason",
+                  *(measure.name for measure in USAGE_MEASURES), "events", "last_offset")
+DEDUP_COLUMNS = ("kafka_topic", "kafka_partition", "request_id", "hour", "batch_end_offset", "expires_at")
+
+
+class FencedError(RuntimeError):
+    """Another writer advanced this partition: this worker's view of it is stale and must be reloaded."""
+
+    def __init__(self, partition: int, expected: int, found: int) -> None:
+        super().__init__(f"partition {partition}: expected progress {expected}, found {found}")
+        self.partition, self.expected, self.found = partition, expected, found
+
+
+@dataclass(frozen=True)
+class EncodedFlush:
+    request_ids: bytes | None  # dedup_keys rows, None when the flush counted no event
+    rollups: bytes  # usage deltas + outcomes + progress: the one atomic insert
+
+
+@dataclass(frozen=True)
+class FlushRange:
+    partition: int
+    first_offset: int
+    last_offset: int
+    expected_progress: int  # what this worker believes the partition's progress is before the flush
+
+
+class RollupWriter:
+    def __init__(self, client: Client, topic: str, max_lateness_s: float, failpoints: Failpoints) -> None:
+        self._client = client
+        self._topic = topic
+        self._keep_ids_s = int(max_lateness_s) + 86_400
+        self._failpoints = failpoints
+
+    def progress(self, partition: int) -> int:
+        rows = self._client.query(
+            "SELECT last_offset FROM ingest_progress WHERE kafka_topic = {t:String} AND kafka_partition = {p:UInt32}",
+            parameters={"t": self._topic, "p": partition},
+        ).result_rows
+        return rows[0][0] if rows else NO_PROGRESS
+
+    def load_seen(self, partition: int, progress: int, since_hour: int) -> SeenRequests:
+        """The committed request ids of ``partition`` with event hour >= ``since_hour`` (hours since epoch)."""
+        result = self._client.query_np(
+            "SELECT xxHash64(request_id) AS h, toUInt32(toUnixTimestamp(hour) / 3600) AS hr FROM dedup_keys "
+            "WHERE kafka_topic = {t:String} AND kafka_partition = {p:UInt32} AND batch_end_offset <= {o:Int64} "
+            "AND hour >= toDateTime({since:UInt32} * 3600)",
+            parameters={"t": self._topic, "p": partition, "o": progress, "since": since_hour},
+        )
+        if not len(result):
+            return SeenRequests()
+        return SeenRequests(np.asarray(result["h"], dtype=np.uint64), np.asarray(result["hr"], dtype=np.uint32))
+
+    def confirm_seen(self, partition: int, progress: int, request_ids: list[str]) -> set[str]:
+        """Which of ``request_ids`` were counted by a committed flush of ``partition``."""
+        seen: set[str] = set()
+        for start in range(0, len(request_ids), _CONFIRM_CHUNK):
+            rows = self._client.query(
+                "SELECT DISTINCT request_id FROM dedup_keys WHERE kafka_topic = {t:String} "
+                "AND kafka_partition = {p:UInt32} AND batch_end_offset <= {o:Int64} "
+                "AND request_id IN {ids:Array(String)}",
+                parameters={"t": self._topic, "p": partition, "o": progress,
+                            "ids": request_ids[start:start + _CONFIRM_CHUNK]},
+            ).result_rows
+            seen.update(row[0] for row in rows)
+        return seen
+
+    def encode(self, flush: FlushRange, rollup: Rollup) -> EncodedFlush:
+        """The flush's two inserts as JSONColumns bodies: pure CPU work, done before touching ClickHouse.
+        (msgspec-encoded JSONColumns parsed by ClickHouse is several times faster than building Native
+        blocks value by value in Python, and exact: decimals travel as text.)"""
+        return EncodedFlush(_encode(self._request_id_columns(flush, rollup)) if rollup.new_request_ids else None,
+                            _encode(rollup_columns(self._topic, flush, rollup)))
+
+    def _request_id_columns(self, flush: FlushRange, rollup: Rollup) -> dict[str, list]:
+        hours = [hour * 3600 for hour in rollup.new_request_hours]
+        n = len(hours)
+        return {"kafka_topic": [self._topic] * n, "kafka_partition": [flush.partition] * n,
+                "request_id": rollup.new_request_ids, "hour": hours, "batch_end_offset": [flush.last_offset] * n,
+                "expires_at": [hour + self._keep_ids_s for hour in hours]}
+
+    def write_request_ids(self, encoded: EncodedFlush) -> None:
+        if encoded.request_ids is not None:
+            self._client.raw_insert("dedup_keys", DEDUP_COLUMNS, insert_block=encoded.request_ids,
+                                    fmt="JSONColumns")
+        self._failpoints.hit("after_dedup_keys")
+
+    def commit(self, flush: FlushRange, encoded: EncodedFlush) -> bool:
+        """Steps 2-4. True if this call landed the flush, False if an earlier attempt already had."""
+        found = self.progress(flush.partition)
+        if found == flush.last_offset:
+            return False
+        if found != flush.expected_progress:
+            raise FencedError(flush.partition, flush.expected_progress, found)
+        self._failpoints.hit("before_rollup_insert")
+        token = f"{self._topic}/{flush.partition}/{flush.first_offset}"
+        self._client.raw_insert("rollups", ROLLUP_COLUMNS, insert_block=encoded.rollups, fmt="JSONColumns",
+                                settings={**_ONE_BLOCK, "insert_deduplication_token": token})
+        self._failpoints.hit("after_rollup_insert")
+        found = self.progress(flush.partition)
+        if found != flush.last_offset:
+            raise FencedError(flush.partition, flush.last_offset, found)
+        return True
+
+
+def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> dict[str, list]:
+    """Column-oriented rows of one flush: usage deltas, outcome counts, and the partition's progress."""
+    columns = _usage_columns(rollup)
+    meta = [{"kind": "outcome", "outcome": outcome.outcome, "reason": outcome.reason, "events": n}
+            for outcome, n in rollup.outcomes.items() if n]
+    meta.append({"kind": "progress", "last_offset": flush.last_offset})
+    for row in meta:
+        row.update(kafka_topic=topic, kafka_partition=flush.partition)
+        for name, column in columns.items():
+            column.append(row.get(name, _META_DEFAULTS[name]))
+    return columns
+
+
+# Values of the usage columns in outcome and progress rows: zero sums, empty dimensions.
+_META_DEFAULTS = {name: "" for name in ROLLUP_COLUMNS} | {
+    measure.name: "0" if measure.unit == "USD" else 0 for measure in USAGE_MEASURES
+} | {"hour": 0, "kafka_partition": 0, "events": 0, "last_offset": 0}
+
+
+def _usage_columns(rollup: Rollup) -> dict[str, list]:
+    """One row per group: its dimensions, its counts, its exact costs as decimal text (ClickHouse parses
+    Decimal(38, 24) from text exactly)."""
+    groups = list(rollup.groups)
+    n = len(groups)
+    dimensions = {name: list(values) for name, values in zip(Dimensions._fields, zip(*groups))} if n else {
+        name: [] for name in Dimensions._fields}
+    dimensions["hour"] = [hour * 3600 for hour in dimensions["hour"]]
+    counts = [rollup.groups[group] for group in groups]
+    costs = [rollup.costs.get(group) for group in groups]
+    gateway = rollup.gateway_cost
+    columns = {
+        "kind": ["usage"] * n, **dimensions,
+        "kafka_topic": [""] * n, "kafka_partition": [0] * n, "outcome": [""] * n, "reason": [""] * n,
+        **{measure.name: [getattr(c, measure.name) for c in counts] for measure in COUNTED},
+        "unpriced_requests": [c.requests if g.price_version == UNPRICED else 0 for g, c in zip(groups, counts)],
+        **_cost_columns(costs),
+        "gateway_cost": [usd_text(_units(gateway[g])) if g in gateway else "0" for g in groups],
+        "events": [0] * n, "last_offset": [0] * n,
+    }
+    return {name: columns[name] for name in ROLLUP_COLUMNS}
+
+
+def _cost_columns(costs: list) -> dict[str, list[str]]:
+    units = {"input_cost": "input_units", "output_cost": "output_units", "total_cost": "total_units"}
+    return {measure.name: ["0" if cost is None else usd_text(getattr(cost, units[measure.name])) for cost in costs]
+            for measure in COSTS}
+
+
+def _units(amount: Decimal) -> int:
+    return int(quantize_usd(amount).scaleb(USD_DECIMALS))
+
+
+_encode = msgspec.json.Encoder().encode

@@ -1,0 +1,80 @@
+"""CSV export: one row per bucket x api key x model x provider, streamed from ClickHouse block by block.
+
+Only buckets with usage have rows (the CSV is a ledger, not a chart). Money is exact decimal text without
+exponent notation; ``price_version`` lists the price sheets used in the bucket, sorted and joined with ';'
+(empty for unpriced usage). Column sums equal :meth:`UsageQueries.summary` of the same request exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TextIO
+
+from pipeline.usage.query import EXPORT_MEASURES, UsageQueries
+from pipeline.usage.ranges import UsageRequest, bucket_start
+
+# The CSV's columns are EXPORT_SQL's, in order: the bucket and its grouping, the measures, the price sheets.
+CSV_COLUMNS = ("bucket_start", "api_key_id", "model", "provider", *(m.name for m in EXPORT_MEASURES), "price_version")
+_MONEY = [CSV_COLUMNS.index(m.name) for m in EXPORT_MEASURES if m.unit == "USD"]  # written as exact decimal text
+
+
+@dataclass(frozen=True)
+class ExportStats:
+    rows: int
+    blocks: int
+
+
+def decimal_text(value: Decimal) -> str:
+    """Exact plain text: no exponent, no trailing zeros (``0E-24`` -> ``0``, ``1.500`` -> ``1.5``)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def write_csv(queries: UsageQueries, request: UsageRequest, out: TextIO, block_rows: int = 2048) -> ExportStats:
+    """Write the header and every row to ``out`` (opened with ``newline=''``), one block in memory at a time."""
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    rows = blocks = 0
+    for block in _formatted_blocks(queries, request, block_rows):
+        writer.writerows(block)
+        rows += len(block)
+        blocks += 1
+    return ExportStats(rows, blocks)
+
+
+def csv_chunks(queries: UsageQueries, request: UsageRequest, block_rows: int = 2048) -> Iterator[bytes]:
+    """The same CSV as UTF-8 byte chunks (the header, then one chunk per ClickHouse block), for HTTP."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    yield _drain(buffer)
+    for block in _formatted_blocks(queries, request, block_rows):
+        writer.writerows(block)
+        yield _drain(buffer)
+
+
+def _formatted_blocks(queries: UsageQueries, request: UsageRequest, block_rows: int) -> Iterator[list[list]]:
+    zone, granularity = request.zone, request.granularity
+    with queries.export_blocks(request, block_rows) as stream:
+        for block in stream:
+            formatted = []
+            for row in block:
+                row = list(row)
+                row[0] = bucket_start(row[0], granularity, zone).isoformat()
+                for position in _MONEY:
+                    row[position] = decimal_text(row[position])
+                formatted.append(row)
+            yield formatted
+
+
+def _drain(buffer: io.StringIO) -> bytes:
+    data = buffer.getvalue().encode()
+    buffer.seek(0)
+    buffer.truncate()
+    return data
