@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,6 +17,8 @@ from agents.buffers import PartitionBuffers
 from agents.metering import MeteringAgent
 from agents.web import WebServer, base_app
 from pipeline.alerts.runner import AlertRunner
+from pipeline.alerts.state import AlertRecord, AlertStateStore
+from pipeline.budgets.api import BudgetService, add_budget_routes
 from pipeline.usage.api import add_api_routes, add_usage_page
 from pipeline.kafka import create_topics
 from pipeline.clickhouse import ClickHouse
@@ -93,16 +96,18 @@ def build_worker(settings: Settings, clickhouse: ClickHouse, reader: ClickHouse)
     web = base_app(metrics, lambda: agent.positioned)
     web.router.add_get("/progress", _progress_handler(agent, meter))
     add_api_routes(web, UsageQueries(reader.client), reader.run, settings.api)
+    add_budget_routes(web, BudgetService.over(reader.client, settings.budgets.trend_days), reader.run, settings.api)
     add_usage_page(web)
     app.web_server(WebServer(web, settings.web.host, settings.web.port))
     if settings.alerts.in_worker:
-        _schedule_alerts(app, settings, reader, metrics)
+        _schedule_alerts(app, settings, reader, metrics, failpoints)
     return Worker(app, metrics)
 
 
-def _schedule_alerts(app: faust.App, settings: Settings, reader: ClickHouse, metrics: PipelineMetrics) -> None:
-    """The spike detector on a leader timer: one runner per consumer group, reading through ``reader``."""
-    runner = AlertRunner.from_settings(reader, settings.alerts, metrics.registry)
+def _schedule_alerts(app: faust.App, settings: Settings, reader: ClickHouse, metrics: PipelineMetrics,
+                     failpoints: Failpoints) -> None:
+    """The spike and budget alerts on a leader timer: one runner per consumer group, reading through ``reader``."""
+    runner = AlertRunner.from_settings(reader, settings.alerts, metrics.registry, settings.budgets, failpoints)
 
     @app.timer(settings.alerts.interval_s, on_leader=True)
     async def detect_spikes() -> None:
@@ -111,14 +116,36 @@ def _schedule_alerts(app: faust.App, settings: Settings, reader: ClickHouse, met
         except Exception:  # a failed run is retried at the next tick; it must never stop metering
             log.exception("alert run failed")
             return
+        records = {}
+        if report.opened:
+            try:
+                records = {record.key: record for record in await AlertStateStore(reader).list_open()}
+            except Exception as error:  # the alert is recorded and delivered; only this log line lacks numbers
+                log.warning("alert details unavailable: %s", error)
         for key in report.opened:
-            log.warning("alert opened: %s model=%s metric=%s", key.api_key_id, key.model, key.metric)
+            log.warning("alert opened: %s model=%s metric=%s%s", key.api_key_id, key.model, key.metric,
+                        _alert_numbers(records.get(key)))
         for key in report.resolved:
-            log.warning("alert resolved: %s model=%s metric=%s", key.api_key_id, key.model, key.metric)
+            log.info("alert resolved: %s model=%s metric=%s", key.api_key_id, key.model, key.metric)
+        for key, channel in report.budgets.sent:
+            log.warning("budget notification sent to %s: %s %s %s %s %s", channel, key.scope, key.scope_id,
+                        key.period, key.kind, key.threshold)
 
     @app.on_before_shutdown.connect
     async def close_alerts(sender, **kwargs) -> None:
         await runner.close()
+
+
+def _alert_numbers(record: AlertRecord | None) -> str:
+    """ ": 12,345/h (baseline 80/h, threshold 400/h, rule baseline)" for an alert's log line; '' without it."""
+    if record is None:
+        return ""
+
+    def amount(value: float) -> str:
+        return f"${value:,.2f}" if record.key.metric == "cost" else f"{value:,.0f}"
+
+    return (f": {amount(record.value)}/h (baseline {amount(record.baseline)}/h, threshold "
+            f"{amount(record.threshold)}/h, rule {record.rule})")
 
 
 def _progress_handler(agent: MeteringAgent, meter: Meter):
@@ -149,8 +176,13 @@ def prepare(settings: Settings, clickhouse: ClickHouse) -> None:
                               replication=k.replication_factor))
 
 
-def run_worker(settings: Settings, extend: Callable[[Worker], None] | None = None, loglevel: str = "INFO") -> int:
-    """Runs the worker until SIGINT/SIGTERM. ``extend`` may add tasks to it first (the quick start does)."""
+def run_worker(settings: Settings, extend: Callable[[Worker], None] | None = None, quiet: bool = False) -> int:
+    """Runs the worker until SIGINT/SIGTERM. ``extend`` may add tasks to it first (the quick start does);
+    ``quiet`` leaves out Faust's banner (the quick start prints its own status).
+
+    Logging stays as the caller configured it (the CLI: one format for every logger), instead of Faust's
+    own colored format; Faust's progress spinner writes terminal control codes, so it runs only when
+    stdout is a terminal and the output is not quiet."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     clickhouse = ClickHouse.open(settings.clickhouse.url, create_database=True)
     reader = ClickHouse.open(settings.clickhouse.url)
@@ -160,8 +192,10 @@ def run_worker(settings: Settings, extend: Callable[[Worker], None] | None = Non
         if extend is not None:
             extend(worker)
         _tune_garbage_collector()
-        quiet = loglevel.upper() != "INFO"  # the quick start prints its own status instead of Faust's banner
-        faust.Worker(worker.app, loglevel=loglevel, redirect_stdouts=False, quiet=quiet).execute_from_commandline()
+        runner = faust.Worker(worker.app, redirect_stdouts=False, quiet=quiet, override_logging=False)
+        if quiet or not sys.stdout.isatty():
+            runner.spinner = None
+        runner.execute_from_commandline()
     finally:
         reader.close()
         clickhouse.close()

@@ -6,7 +6,9 @@ Grouped by what the code does:
   agent in ``agents/``);
 - ``usage/``: the read path: usage questions, SQL, CSV, the HTTP API and the usage page;
 - ``ingest/``: the HTTP collector and the gateway-format adapters (OpenAI, Anthropic, OTLP, LiteLLM, ...);
-- ``alerts/``: spike detection and delivery to on-call;
+- ``alerts/``: spike detection, budget notifications, and delivery to on-call;
+- ``budgets/``: budgets per key, org or project: what they are, their status and projection (read through
+  ``usage``), their store and HTTP routes;
 - ``commands/``: the ``meterline`` CLI, one module per area (``cli.py`` is its table of contents);
 - ``devtools/``: local brokers, synthetic traffic, the chDB HTTP front, dashboard generation: for tests, the
   demo and the benchmark only.

@@ -105,6 +105,10 @@ class IngestSettings:
     linger_s: float = 0.005
     # How long a request waits for Kafka's acknowledgement before answering 503.
     produce_timeout_s: float = 10.0
+    # Idempotent Kafka producer (InitProducerId): a producer retry after a lost acknowledgement cannot write a
+    # message twice. Brokers that refuse InitProducerId (the quick start's embedded Tansu) need it off; the
+    # worker's request_id deduplication keeps the counts exact either way (docs/ingest.md, "Durability").
+    idempotence: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,16 @@ class AlertSettings:
     delivery_timeout_s: float = 10.0
     # Port of the /metrics endpoint of `meterline alerts run`; 0 = none (the worker exports its own).
     metrics_port: int = 0
+    # How long a runner's claim on a budget notification lasts (it sends in the first half); a claim of a
+    # runner that died is taken over after this.
+    budget_claim_lease_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """Budget status (docs/alerts.md, "Budgets"): the projection's trend window in complete local days."""
+
+    trend_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
     # Test-only crash injection (see pipeline/metering/failpoints.py); empty in production.
     failpoints: str = ""
 
@@ -225,7 +240,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             price_overrides=Path(overrides).expanduser() if overrides else None,
         ),
         clickhouse=ClickHouseSettings(
-            url=e.str("METERLINE_CLICKHOUSE_URL", f"chdb://{(data_dir / 'clickhouse').resolve()}"),
+            url=_clickhouse_url(e.str("METERLINE_CLICKHOUSE_URL", f"chdb://{(data_dir / 'clickhouse').resolve()}")),
             retry_initial_s=e.duration("METERLINE_CLICKHOUSE_RETRY_INITIAL", ClickHouseSettings.retry_initial_s),
             retry_max_s=e.duration("METERLINE_CLICKHOUSE_RETRY_MAX", ClickHouseSettings.retry_max_s),
         ),
@@ -241,8 +256,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         ingest=_ingest_settings(e),
         alerts=_load_alert_settings(e),
+        budgets=BudgetSettings(trend_days=e.int("METERLINE_BUDGET_TREND_DAYS", BudgetSettings.trend_days, minimum=1)),
         failpoints=e.str("METERLINE_FAILPOINTS", ""),
     )
+
+
+def _clickhouse_url(url: str) -> str:
+    if not url.startswith(("chdb://", "http://", "https://")):
+        raise ConfigError(f"METERLINE_CLICKHOUSE_URL: {url!r} is neither chdb:///dir (embedded) nor "
+                          "http(s)://user:pass@host:8123/db (a ClickHouse server)")
+    return url
 
 
 def _token_secrets(e: _Env) -> dict:
@@ -272,6 +295,7 @@ def _ingest_settings(e: _Env) -> IngestSettings:
         max_body_bytes=e.int("METERLINE_INGEST_MAX_BODY_BYTES", IngestSettings.max_body_bytes, minimum=1024),
         linger_s=e.duration("METERLINE_INGEST_LINGER", IngestSettings.linger_s),
         produce_timeout_s=e.duration("METERLINE_INGEST_PRODUCE_TIMEOUT", IngestSettings.produce_timeout_s),
+        idempotence=e.bool("METERLINE_INGEST_IDEMPOTENCE", IngestSettings.idempotence),
     )
 
 
@@ -318,4 +342,12 @@ def _load_alert_settings(e: _Env) -> AlertSettings:
         delivery_attempts=e.int("METERLINE_ALERTS_DELIVERY_ATTEMPTS", d.delivery_attempts, minimum=1),
         delivery_timeout_s=e.duration("METERLINE_ALERTS_DELIVERY_TIMEOUT", d.delivery_timeout_s),
         metrics_port=e.int("METERLINE_ALERTS_METRICS_PORT", d.metrics_port),
+        budget_claim_lease_s=_lease(e),
     )
+
+
+def _lease(e: _Env) -> float:
+    lease = e.duration("METERLINE_ALERTS_BUDGET_CLAIM_LEASE", AlertSettings.budget_claim_lease_s)
+    if lease < 2:
+        raise ConfigError(f"METERLINE_ALERTS_BUDGET_CLAIM_LEASE: must be at least 2s, got {lease:g}s")
+    return lease

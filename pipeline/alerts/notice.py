@@ -55,6 +55,14 @@ class Notice:
         return {"alertname": ALERT_NAME, "api_key_id": k.api_key_id, "model": k.model, "metric": k.metric,
                 "severity": self.severity}
 
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        """(name, value) pairs for chat messages; identifiers are code-formatted (escaped by the payload)."""
+        k, d = self.key, self.details
+        return [("Key", f"`{k.api_key_id}`"), ("Model", f"`{k.model}`"), ("Metric", k.metric),
+                ("Severity", self.severity), ("Last hour", amount(k.metric, d["value"])),
+                ("Threshold", amount(k.metric, d["threshold"]))]
+
 
 def build_notice(record: AlertRecord, links: LinkSettings, now: datetime, firing_validity_s: float) -> Notice:
     """``firing_validity_s``: how far in the future a firing alert's ``endsAt`` lies; the runner re-sends well

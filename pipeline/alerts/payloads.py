@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.alerts.model import SEVERITIES
-from pipeline.alerts.notice import Notice, amount, timestamp
+from pipeline.alerts.notice import Notice, timestamp
 
 SOURCE = "meterline"
 _SLACK_HEADER_MAX = 150  # Slack rejects longer header texts
@@ -49,10 +49,7 @@ def slack_message(notice: Notice) -> dict:
     header = f"{icon} {notice.summary}"
     if len(header) > _SLACK_HEADER_MAX:
         header = header[:_SLACK_HEADER_MAX - 1] + "…"
-    d, metric = notice.details, notice.key.metric
-    fields = [("Key", f"`{_escape(notice.key.api_key_id)}`"), ("Model", f"`{_escape(notice.key.model)}`"),
-              ("Metric", metric), ("Severity", notice.severity),
-              ("Last hour", amount(metric, d["value"])), ("Threshold", amount(metric, d["threshold"]))]
+    fields = [(name, _escape(value)) for name, value in notice.fields]
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _escape(notice.description)}},

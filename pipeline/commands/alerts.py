@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import signal
 import sys
+from decimal import Decimal
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from prometheus_client import CollectorRegistry, start_http_server
@@ -19,15 +21,18 @@ from prometheus_client import CollectorRegistry, start_http_server
 from pipeline.alerts.runner import AlertRunner, RunReport
 from pipeline.alerts.state import AlertRecord, AlertStateStore
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy
+from pipeline.commands.format import table, usd
+from pipeline.commands.local import open_store
 from pipeline.config import Settings, load_settings, parse_duration
+from pipeline.metering.failpoints import Failpoints
 
 _UNKNOWN_TABLE = "code: 60"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    alerts = subparsers.add_parser("alerts", help="usage-spike alerts: run the detector, list open alerts")
+    alerts = subparsers.add_parser("alerts", help="spike and budget alerts: run the detectors, list open alerts")
     actions = alerts.add_subparsers(dest="alerts_action", metavar="ACTION", required=True)
-    run = actions.add_parser("run", help="detect spikes and deliver alerts, every --interval (or --once)")
+    run = actions.add_parser("run", help="detect spikes, check budgets and deliver alerts, every --interval (or --once)")
     run.add_argument("--once", action="store_true", help="one pass, then exit")
     run.add_argument("--interval", help="time between passes, e.g. 60s or 5m (default METERLINE_ALERTS_INTERVAL)")
     run.set_defaults(handler=run_alerts)
@@ -45,7 +50,8 @@ def run_alerts(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
 
     async def work(clickhouse: ClickHouse) -> int:
-        runner = AlertRunner.from_settings(clickhouse, settings.alerts, registry)
+        runner = AlertRunner.from_settings(clickhouse, settings.alerts, registry, settings.budgets,
+                                           Failpoints(settings.failpoints))
         if not runner.channels:
             print("meterline: no alert channel is configured (METERLINE_ALERTS_*_URL / PAGERDUTY_ROUTING_KEY): "
                   "alerts are detected and recorded, not sent", file=sys.stderr)
@@ -60,7 +66,7 @@ def run_alerts(args: argparse.Namespace) -> int:
 
     if settings.alerts.metrics_port and not args.once:
         start_http_server(settings.alerts.metrics_port, registry=registry)
-    return _with_store(settings, work)
+    return _with_store(settings, work, BUSY_RUN)
 
 
 def list_alerts(args: argparse.Namespace) -> int:
@@ -71,17 +77,23 @@ def list_alerts(args: argparse.Namespace) -> int:
         print(json.dumps([_jsonable(r) for r in records], indent=2) if args.json else render_alerts(records))
         return 0
 
-    return _with_store(settings, work)
+    return _with_store(settings, work, BUSY_LIST)
 
 
-def _with_store(settings: Settings, work) -> int:
+BUSY_RUN = ("the embedded ClickHouse store is in use by another process (a running worker). The worker runs the "
+            "spike alerts itself, so nothing is needed here; to run alerts as a separate process, point "
+            "METERLINE_CLICKHOUSE_URL at a ClickHouse server.")
+BUSY_LIST = ("the embedded ClickHouse store is in use by another process (a running worker or demo), which logs "
+             "each alert as it opens ('alert opened: ...'); stop it to list the open alerts here, or point "
+             "METERLINE_CLICKHOUSE_URL at a ClickHouse server.")
+
+
+def _with_store(settings: Settings, work, busy_message: str) -> int:
     """Opens the store, runs ``work`` on it, and turns the expected failures into one clear line."""
     try:
-        clickhouse = ClickHouse.open(settings.clickhouse.url)
+        clickhouse = open_store(settings.clickhouse.url)
     except EmbeddedStoreBusy:
-        print("meterline: the embedded ClickHouse store is in use by another process (a running worker). The "
-              "worker runs the spike alerts itself, so nothing is needed here; to run alerts as a separate "
-              "process, point METERLINE_CLICKHOUSE_URL at a ClickHouse server.", file=sys.stderr)
+        print(f"meterline: {busy_message}", file=sys.stderr)
         return 1
     try:
         return asyncio.run(work(clickhouse))
@@ -112,19 +124,40 @@ def render_report(report: RunReport) -> str:
         lines.append(f"  sent {count} to {channel}")
     for channel, count in sorted(report.failures.items()):
         lines.append(f"  {count} failed deliveries to {channel} (retried next run)")
+    b = report.budgets
+    if b.budgets:
+        states = ", ".join(f"{count} {state.replace('_', ' ')}" for state, count in sorted(b.states.items()))
+        lines.append(f"budgets: {b.budgets} ({states})")
+    lines += [f"  budget {k.kind:<9} {k.scope} {k.scope_id} {k.period} "
+              f"{str(k.threshold) + '% ' if k.kind == 'threshold' else ''}sent to {channel}" for k, channel in b.sent]
+    if b.lost:
+        lines.append(f"  {b.lost} budget notifications were claimed by another runner")
+    for channel, count in sorted(b.failures.items()):
+        lines.append(f"  {count} failed budget deliveries to {channel} (retried next run)")
     return "\n".join(lines)
 
 
 def render_alerts(records: list[AlertRecord]) -> str:
+    """One line per open alert; columns as wide as their values (no name is cut). Values are per hour."""
     if not records:
         return "no open alerts"
-    lines = [f"{'opened (UTC)':<20} {'api_key_id':<24} {'model':<20} {'metric':<9} {'severity':<9} "
-             f"{'value/h':>14} {'threshold/h':>14} rule      told"]
-    for r in records:
-        told = ",".join(sorted(c for c, phase in r.delivered.items() if phase == "firing")) or "-"
-        lines.append(f"{r.opened_at:%Y-%m-%d %H:%M:%S}  {r.key.api_key_id[:24]:<24} {r.key.model[:20]:<20} "
-                     f"{r.key.metric:<9} {r.severity:<9} {r.value:>14,.2f} {r.threshold:>14,.2f} {r.rule:<9} {told}")
-    return "\n".join(lines)
+    rows = [[f"{r.opened_at:%Y-%m-%d %H:%M:%S}", r.key.api_key_id, r.key.model, r.key.metric, r.severity,
+             metric_amount(r.key.metric, r.value), metric_amount(r.key.metric, r.baseline),
+             metric_amount(r.key.metric, r.threshold), r.rule,
+             ",".join(sorted(c for c, phase in r.delivered.items() if phase == "firing")) or "-"]
+            for r in records]
+    header = ("opened (UTC)", "api_key_id", "model", "metric", "severity", "value/h", "baseline/h", "threshold/h",
+              "rule", "told")
+    return "\n".join(table(header, rows, right=(5, 6, 7)))
+
+
+def metric_amount(metric: str, value: float) -> str:
+    """An alert's hourly value for people: USD as the usage page shows money, counts as whole numbers."""
+    if not math.isfinite(value):
+        return str(value)
+    if metric == "cost":
+        return usd(Decimal(repr(value)))
+    return f"{value:,.0f}"
 
 
 def _jsonable(record: AlertRecord) -> dict:

@@ -1,4 +1,4 @@
-"""``meterline api``: the usage HTTP API (docs/usage-queries.md) as a service of its own, reading a ClickHouse
+"""``meterline api``: the usage HTTP API (docs/usage-queries.md) with the budget routes (docs/alerts.md) as a service of its own, reading a ClickHouse
 server (``METERLINE_CLICKHOUSE_URL=http://user:pass@host:8123/db``), so it scales apart from the workers.
 
 Serves ``/api/v1/...`` and ``/healthz`` (200 while ClickHouse answers, else 503) on ``METERLINE_WEB_HOST`` /
@@ -13,8 +13,10 @@ import sys
 
 from aiohttp import web
 
+from pipeline.budgets.api import BudgetService, add_budget_routes
 from pipeline.usage.api import add_usage_page, create_api_app
 from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy
+from pipeline.commands.local import open_store
 from pipeline.config import Settings, load_settings
 from pipeline.usage.query import UsageQueries
 
@@ -28,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_app(settings: Settings, clickhouse: ClickHouse) -> web.Application:
     app = create_api_app(UsageQueries(clickhouse.client), clickhouse.run, settings.api)
+    add_budget_routes(app, BudgetService.over(clickhouse.client, settings.budgets.trend_days), clickhouse.run,
+                      settings.api)
     add_usage_page(app)
 
     async def health(request: web.Request) -> web.Response:
@@ -52,7 +56,7 @@ def run_api(args: argparse.Namespace) -> int:
         log.warning("neither METERLINE_API_ADMIN_TOKEN nor METERLINE_API_TOKEN_SECRET is set: every request "
                     "will be refused (401)")
     try:
-        clickhouse = ClickHouse.open(settings.clickhouse.url)
+        clickhouse = open_store(settings.clickhouse.url)
     except EmbeddedStoreBusy as busy:
         print(f"meterline: {busy}", file=sys.stderr)
         return 1

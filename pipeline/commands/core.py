@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from pipeline.clickhouse import connect
+from pipeline.commands.local import open_client
 from pipeline.config import load_settings
 from pipeline.migrations import Migrator
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
-    client = connect(settings.clickhouse.url, create_database=True)
+    client = open_client(settings.clickhouse.url, create_database=True)
     ran = Migrator(client).apply()
     for migration in ran:
         print(f"applied {migration.id}_{migration.name}")
@@ -29,5 +30,14 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     from agents.app import run_worker as run
+    from pipeline.metering.pricing import PricingError
 
-    return run(load_settings())
+    settings = load_settings()
+    # The embedded store opens in one process: say so in one line (without chDB's own lock error) when a demo
+    # or another worker holds it, before anything starts.
+    open_client(settings.clickhouse.url, create_database=True).close()
+    try:
+        return run(settings)
+    except PricingError as error:
+        print(f"meterline: configuration error: {error}", file=sys.stderr)
+        return 2

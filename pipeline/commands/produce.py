@@ -132,8 +132,8 @@ async def send(brokers: str, topic: str, messages: list[Outgoing]) -> int:
     # No idempotent producer: the embedded Tansu broker refuses it, and a duplicate from a producer retry
     # is dropped by the worker's request_id deduplication anyway.
     producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=10)
-    await producer.start()
     try:
+        await producer.start()
         pending = [await producer.send(topic, message.value, key=message.key) for message in messages]
         for delivery in pending:
             await delivery

@@ -15,6 +15,7 @@ Two brokers answer the same small interface (``start()`` returns the bootstrap a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import socket
 import subprocess
@@ -200,10 +201,14 @@ def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def wait_until_ready(bootstrap: str, timeout: float) -> None:
-    """Return once the broker at ``bootstrap`` answers a metadata request listing a live broker."""
+    """Return once the broker at ``bootstrap`` answers a metadata request listing a live broker.
+
+    The port is probed with a plain TCP connect first: a Kafka client logs every refused connection at
+    ERROR, which would show on every quick start while the broker is still starting."""
     deadline = time.monotonic() + timeout
     while True:
         try:
+            await _accepts_connections(bootstrap)
             cluster = await _describe_cluster(bootstrap)
             if cluster["brokers"]:
                 return
@@ -213,6 +218,15 @@ async def wait_until_ready(bootstrap: str, timeout: float) -> None:
         if time.monotonic() >= deadline:
             raise BrokerError(f"no Kafka broker ready at {bootstrap} after {timeout}s: {problem}")
         await asyncio.sleep(0.2)
+
+
+async def _accepts_connections(bootstrap: str) -> None:
+    """Raises OSError unless the first address of ``bootstrap`` (host:port,...) accepts a TCP connection."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout=5)
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
 
 
 async def _describe_cluster(bootstrap: str) -> dict[str, Any]:

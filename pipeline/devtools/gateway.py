@@ -3,6 +3,11 @@
 Keys differ in size and in their models; traffic follows a daily rhythm; a few requests are retried (same
 request_id), a few are malformed, a few arrive late. ``backfill`` writes the last days at once so that
 charts and spike baselines have history; ``run`` then sends live traffic, including one visible spike.
+
+History is random, not a replay: sending it twice would add a second set of requests, not repeat the first
+(and the quick start's embedded broker gives each run a new topic, where request_ids are deduplicated per
+partition). So ``backfill`` skips every key x hour the store already holds: a second run fills only the
+hours that are missing, and no number ever doubles.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Collection
 
 import msgspec
 
@@ -40,6 +45,10 @@ class GatewayStats:
     events: int = 0
     retries: int = 0
     malformed: int = 0
+    history_hours: int = 0  # hours the backfill covers
+    history_hours_sent: int = 0
+    history_skipped: int = 0  # key x hours left out because the store already had them
+    history_done: bool = False
 
 
 class SyntheticGateway:
@@ -54,16 +63,23 @@ class SyntheticGateway:
         self._recent: dict[str, list[dict]] = {key[0]: [] for key in KEYS}
         self.stats = GatewayStats()
 
-    async def backfill(self, days: float) -> None:
-        """One batch message per key and hour of the last ``days`` (until the current hour)."""
+    async def backfill(self, days: float, stored: Collection[tuple[str, int]] = ()) -> None:
+        """Batch messages for each key and hour of the last ``days`` (until the current hour), except the
+        (api_key_id, hour since the epoch) pairs in ``stored``. Progress is in :attr:`stats`."""
         now = self._clock_ms()
-        first_hour = (now - int(days * 24 * HOUR_MS)) // HOUR_MS
-        for hour in range(first_hour, now // HOUR_MS):
+        first_hour, end_hour = history_hours(days, now)
+        self.stats.history_hours = end_hour - first_hour
+        for hour in range(first_hour, end_hour):
             for key in KEYS:
+                if (key[0], hour) in stored:
+                    self.stats.history_skipped += 1
+                    continue
                 count = self._hourly_requests(key, hour)
                 start = hour * HOUR_MS
                 events = [self._event(key, start + self._rng.randrange(HOUR_MS)) for _ in range(count)]
                 await self._send_batches(key[0], events)
+            self.stats.history_hours_sent += 1
+        self.stats.history_done = True
 
     async def run(self, spike_after_s: float, spike_seconds: float, spike_factor: float,
                   stop: asyncio.Event) -> None:
@@ -133,6 +149,11 @@ class SyntheticGateway:
         await self._send(key, msgspec.json.encode({"request_id": f"bad_{self._sequence}", "api_key_id": key,
                                                   "model": "gpt-4o-mini", "timestamp": self._clock_ms(),
                                                   "input_tokens": -1, "output_tokens": 3}))
+
+
+def history_hours(days: float, now_ms: int) -> tuple[int, int]:
+    """The hours (since the epoch, UTC) a backfill of ``days`` covers at ``now_ms``: [first, end)."""
+    return (now_ms - int(days * 24 * HOUR_MS)) // HOUR_MS, now_ms // HOUR_MS
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

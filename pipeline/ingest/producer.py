@@ -105,9 +105,13 @@ def _settle(messages: Sequence[OutgoingMessage], error: BaseException | None) ->
             message.acked.set_exception(error)
 
 
-def new_producer(bootstrap: str, request_timeout_s: float) -> AIOKafkaProducer:
-    """An idempotent, acks=all producer whose record batches can hold a whole contract batch message."""
+def new_producer(bootstrap: str, request_timeout_s: float, idempotence: bool = True) -> AIOKafkaProducer:
+    """An acks=all producer whose record batches can hold a whole contract batch message.
+
+    ``idempotence`` (KIP-98: producer id + sequence numbers, started with InitProducerId) lets the broker drop
+    a batch the producer re-sends after a lost acknowledgement. Without it such a retry can write the
+    message twice; the worker then drops the repeated request_ids (docs/ingest.md, "Durability")."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0,
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=idempotence, linger_ms=0,
         max_batch_size=MAX_BATCH_BYTES, max_request_size=1_048_576,  # Kafka's default max.request.size
         request_timeout_ms=int(request_timeout_s * 1000))

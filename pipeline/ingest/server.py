@@ -11,20 +11,25 @@ import logging
 import signal
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from pipeline.kafka import create_topics
 from pipeline.config import ConfigError, Settings
 from pipeline.contract import ContractDecoder
 from pipeline.ingest.app import Collector
 from pipeline.ingest.batcher import KeyedBatcher
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.producer import BatchSender, new_producer
-from pipeline.ingest.validation import EventValidator
+from pipeline.ingest.validation import EventValidator, TimeWindow
+from pipeline.kafka import create_topics
 
 log = logging.getLogger(__name__)
 # Requests still waiting for acks get this long to finish when the collector stops.
 SHUTDOWN_GRACE_S = 30.0
+
+
+class CollectorStartError(RuntimeError):
+    """The collector could not start (Kafka unreachable or refusing its producer, port taken); says why."""
 
 
 class CollectorService:
@@ -47,20 +52,34 @@ class CollectorService:
     async def start(self) -> None:
         kafka, ingest = self._settings.kafka, self._settings.ingest
         if self._create_topic:  # as the worker does: idempotent, so either may start first
-            await create_topics(kafka.brokers, {kafka.usage_topic: kafka.partitions}, kafka.replication_factor)
+            try:
+                await create_topics(kafka.brokers, {kafka.usage_topic: kafka.partitions}, kafka.replication_factor)
+            except (KafkaError, OSError, asyncio.TimeoutError) as error:
+                raise CollectorStartError(f"cannot create or read topic {kafka.usage_topic} at {kafka.brokers}: "
+                                          f"{error!r}") from error
         # The producer's own timeout outlasts the request's: a request answers 503 first, while Kafka may
         # still deliver (the client's retry is then a duplicate, which the worker drops).
-        self._producer = new_producer(kafka.brokers, request_timeout_s=max(30.0, 3 * ingest.produce_timeout_s))
-        await self._producer.start()
+        self._producer = new_producer(kafka.brokers, request_timeout_s=max(30.0, 3 * ingest.produce_timeout_s),
+                                      idempotence=ingest.idempotence)
+        try:
+            await self._producer.start()
+        except KafkaError as error:
+            raise CollectorStartError(_producer_problem(kafka.brokers, ingest.idempotence, error)) from error
         sender = BatchSender(self._producer, kafka.usage_topic)
         self._batcher = KeyedBatcher(sender.send, self._settings.contract.max_batch_events, ingest.linger_s,
                                      on_message=self._metrics.message_events.observe)
-        validator = EventValidator(ContractDecoder(self._settings.contract.max_batch_events))
+        # The worker's own time bounds: an event the worker would dead-letter is rejected here instead.
+        validator = EventValidator(ContractDecoder(self._settings.contract.max_batch_events),
+                                   TimeWindow.of(self._settings.rollup))
         collector = Collector(ingest, validator, self._batcher, self._metrics)
         self._runner = web.AppRunner(collector.application(), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, ingest.host, ingest.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            raise CollectorStartError(f"the collector cannot listen on {ingest.host}:{ingest.port} ({error.strerror}); "
+                                      "choose another METERLINE_INGEST_PORT") from error
         self.port = self._runner.addresses[0][1]
         log.info("collector on http://%s:%s -> %s/%s", ingest.host, self.port, kafka.brokers, kafka.usage_topic)
 
@@ -73,12 +92,26 @@ class CollectorService:
             await self._producer.stop()
 
 
+def _producer_problem(brokers: str, idempotence: bool, error: KafkaError) -> str:
+    problem = f"the Kafka producer could not start against {brokers}: {error!r}"
+    if idempotence:
+        # aiokafka reports a broker refusing InitProducerId (e.g. Tansu) as UnknownError at start.
+        problem += ("; if this broker does not support idempotent producers (InitProducerId), set "
+                    "METERLINE_INGEST_IDEMPOTENCE=false (docs/ingest.md says what that weakens)")
+    return problem
+
+
 def run(settings: Settings) -> int:
-    """``meterline collect``: serve until SIGINT or SIGTERM."""
+    """``meterline collect``: serve until SIGINT or SIGTERM. Returns 1 (with the reason on the log) when it
+    cannot start."""
     if not settings.ingest.tokens:
         raise ConfigError("METERLINE_INGEST_TOKENS: set at least one ingest token (comma-separated); "
                           "the collector does not accept unauthenticated events")
-    asyncio.run(_serve(settings))
+    try:
+        asyncio.run(_serve(settings))
+    except CollectorStartError as error:
+        log.error("%s", error)
+        return 1
     return 0
 
 
@@ -88,7 +121,11 @@ async def _serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     service = CollectorService(settings)
-    await service.start()
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
     try:
         await stop.wait()
     finally:

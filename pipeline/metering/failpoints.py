@@ -1,7 +1,7 @@
 """Test-only crash injection at the moments that matter for exactly-once.
 
-``METERLINE_FAILPOINTS="after_rollup_insert=0.3,after_dedup_keys=0.1"`` makes the worker kill itself with
-SIGKILL at that point with that probability. Empty (the default) costs one dict lookup per point.
+``METERLINE_FAILPOINTS="after_rollup_insert=0.3,after_dedup_keys=0.1"`` makes the worker (or the alert runner)
+kill itself with SIGKILL at that point with that probability. Empty (the default) costs one dict lookup per point.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ import random
 import signal
 
 POINTS = (
-    "after_dead_letters",  # DLQ records sent, nothing written to ClickHouse yet
+    "after_dead_letters",  # DLQ records acknowledged, nothing written to ClickHouse yet
     "after_dedup_keys",  # request ids written, rollups not yet
     "before_rollup_insert",  # progress checked, insert not sent
     "after_rollup_insert",  # rollups + progress committed in ClickHouse, Kafka offsets not committed
-    "after_ack",  # messages acked to Faust, its offset commit pending
+    "after_ack",  # a flush took its messages (each acked to Faust, whose commit may run ahead); none written
+    "budget_after_claim",  # a budget notification claimed in ClickHouse, not yet sent (the alert runner)
+    "budget_after_send",  # a budget notification accepted by its channel, not yet recorded as sent
 )
 
 

@@ -15,11 +15,11 @@ import concurrent.futures
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
-from pipeline.clickhouse import ClickHouse, is_transient
+from pipeline.clickhouse import is_transient
 from pipeline.clock import HOUR_MS, now_ms
 from pipeline.config import RollupSettings
 from pipeline.metering.dedup import SeenRequests, request_id_hashes
@@ -27,10 +27,28 @@ from pipeline.metrics import PipelineMetrics
 from pipeline.retry import Backoff, retry
 from pipeline.metering.rollup import COUNTED, DUPLICATE, REJECTED, Outcome, RawMessage, Rollup, RollupBuilder, \
     TimeBounds
-from pipeline.metering.sink import EncodedFlush, FencedError, FlushRange, RollupWriter
+from pipeline.metering.sink import FencedError, FlushRange
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+class FlushStore(Protocol):
+    """Where flushes are written: :class:`~pipeline.metering.sink.RollupWriter` on ClickHouse (the tests of
+    the Meter's own logic use an in-memory store with the same fence and token semantics)."""
+
+    def progress(self, partition: int) -> int: ...
+    def load_seen(self, partition: int, progress: int, since_hour: int) -> SeenRequests: ...
+    def confirm_seen(self, partition: int, progress: int, request_ids: list[str]) -> set[str]: ...
+    def encode(self, flush: FlushRange, rollup: Rollup) -> Any: ...
+    def write_request_ids(self, encoded: Any) -> None: ...
+    def commit(self, flush: FlushRange, encoded: Any) -> bool: ...
+
+
+class Runs(Protocol):
+    """Runs blocking calls off the event loop (:class:`~pipeline.clickhouse.ClickHouse` on its thread)."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
+
 
 @dataclass
 class PartitionState:
@@ -45,7 +63,7 @@ class PreparedFlush:
     state: PartitionState
     flush: FlushRange
     rollup: Rollup
-    encoded: EncodedFlush
+    encoded: Any  # what the store's encode() made (EncodedFlush for ClickHouse)
     messages: int
     bounds: TimeBounds
     started: float
@@ -54,8 +72,8 @@ class PreparedFlush:
 class Meter:
     def __init__(
         self,
-        clickhouse: ClickHouse,
-        writer: RollupWriter,
+        clickhouse: Runs,
+        writer: FlushStore,
         builder: RollupBuilder,
         settings: RollupSettings,
         metrics: PipelineMetrics,

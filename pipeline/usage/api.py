@@ -209,7 +209,8 @@ class _UsageApi:
         return web.json_response(jsonable(Identity(principal.admin, principal.api_key_id)))
 
     async def openapi(self, request: web.Request, principal: Principal | None, values: dict) -> web.Response:
-        return web.json_response(openapi_document(self._settings.max_range_days))
+        return web.json_response(openapi_document(self._settings.max_range_days,
+                                                  request.app.get(OPENAPI_EXTENSIONS, ())))
 
     def _usage_request(self, principal: Principal, values: dict) -> UsageRequest:
         scope, scope_id = values["scope"], values["id"]
@@ -220,49 +221,61 @@ class _UsageApi:
                              self._settings.max_range_days)
 
     def authenticate(self, header: str) -> Principal:
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>",
-                           {"WWW-Authenticate": 'Bearer realm="meterline"'})
-        admin = self._settings.admin_token
-        # Header bytes that are not UTF-8 arrive as lone surrogates: encode them too; they compare unequal.
-        if admin and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), admin.encode()):
-            return Principal(admin=True)
-        # A key token has RFC 6750 b64token characters only: anything else never reaches the decoder.
-        if not _B64TOKEN.fullmatch(token):
-            raise ApiError(401, "unauthorized", "the token is not valid",
-                           {"WWW-Authenticate": 'Bearer realm="meterline", error="invalid_token"'})
-        try:
-            key_token = verify(self._settings.token_secrets, token)
-        except TokenError as refused:  # its detail says "expired" when the token is genuine but too old
-            raise ApiError(401, "unauthorized", refused.detail, {"WWW-Authenticate": (
-                f'Bearer realm="meterline", error="invalid_token", error_description="{refused.description}"')})
-        return Principal(admin=False, api_key_id=key_token.api_key_id)
+        return authenticate(self._settings, header)
 
 
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
+def authenticate(settings: ApiSettings, header: str) -> Principal:
+    """Who an ``Authorization`` header speaks for; ApiError 401 for a missing, invalid or expired token."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>",
+                       {"WWW-Authenticate": 'Bearer realm="meterline"'})
+    admin = settings.admin_token
+    # Header bytes that are not UTF-8 arrive as lone surrogates: encode them too; they compare unequal.
+    if admin and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), admin.encode()):
+        return Principal(admin=True)
+    # A key token has RFC 6750 b64token characters only: anything else never reaches the decoder.
+    if not _B64TOKEN.fullmatch(token):
+        raise ApiError(401, "unauthorized", "the token is not valid",
+                       {"WWW-Authenticate": 'Bearer realm="meterline", error="invalid_token"'})
+    try:
+        key_token = verify(settings.token_secrets, token)
+    except TokenError as refused:  # its detail says "expired" when the token is genuine but too old
+        raise ApiError(401, "unauthorized", refused.detail, {"WWW-Authenticate": (
+            f'Bearer realm="meterline", error="invalid_token", error_description="{refused.description}"')})
+    return Principal(admin=False, api_key_id=key_token.api_key_id)
+
+
 def _guarded(route: Route, api: _UsageApi, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Authenticate (unless public), read the declared parameters, run the handler; every failure becomes the
-    JSON error shape. Nothing of a parameter value or a token is logged."""
+    """Authenticate (unless public), read the declared parameters, run the handler (see :func:`json_errors`)."""
     path = f"{PREFIX_V1}/{route.name}"
 
+    async def checked(request: web.Request) -> web.StreamResponse:
+        principal = None if route.public else api.authenticate(request.headers.get("Authorization", ""))
+        values = read_query(request.rel_url.raw_query_string, route.params, path)
+        return await handler(request, principal, values)
+    return json_errors(checked)
+
+
+def json_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """Wraps a handler: QueryError -> 400, ApiError -> its status, ClickHouse failures -> 503, anything else
+    -> 500, all as JSON ``{"error", "detail"}``. Nothing of a parameter value or a token is logged."""
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
-            principal = None if route.public else api.authenticate(request.headers.get("Authorization", ""))
-            values = read_query(request.rel_url.raw_query_string, route.params, path)
-            return await handler(request, principal, values)
+            return await handler(request)
         except QueryError as error:
             return _error(400, error.error, error.detail)
         except ApiError as error:
             return _error(error.status, error.error, error.detail, error.headers)
         except ClickHouseError as error:
-            log.error("usage query failed on %s: %s", path, error)  # the path only: no query, no headers
+            log.error("usage query failed on %s: %s", request.path, error)  # the path only: no query, no headers
             return _error(503, "store unavailable", "ClickHouse could not answer; see the server log")
         except Exception as error:  # a bug of ours: say so, log where (no message: it may quote a value)
-            log.error("unexpected %s on %s:\n%s", type(error).__name__, path,
+            log.error("unexpected %s on %s:\n%s", type(error).__name__, request.path,
                       "".join(traceback.format_tb(error.__traceback__)))
             return _error(500, "internal error", "the server failed to answer; see its log")
     return guarded
@@ -311,9 +324,15 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def openapi_document(max_range_days: int | None = None) -> dict:
+# Route groups mounted next to these (e.g. pipeline/budgets/api.py) add their paths and schemas to the served
+# OpenAPI document through this list on the application: fn(document) -> None.
+OPENAPI_EXTENSIONS = web.AppKey("openapi_extensions", list)
+
+
+def openapi_document(max_range_days: int | None = None, extensions: Iterable[Callable[[dict], None]] = ()) -> dict:
     """The OpenAPI 3.1 document, generated from ROUTES (their declared parameters) and the result dataclasses,
-    so it cannot drift from what is served and checked. ``max_range_days`` is this server's range limit."""
+    so it cannot drift from what is served and checked. ``max_range_days`` is this server's range limit; each
+    of ``extensions`` then adds the paths and schemas of a route group mounted on the same application."""
     _, schemas = msgspec.json.schema_components([r.response for r in ROUTES if r.response],
                                                 ref_template="#/components/schemas/{name}")
     schemas["Error"] = {"type": "object", "required": ["error", "detail"],
@@ -340,12 +359,17 @@ def openapi_document(max_range_days: int | None = None) -> dict:
         if route.is_range:
             operation["description"] = rules
         paths[f"{PREFIX_V1}/{route.name}"] = {"get": operation}
-    return {"openapi": "3.1.0",
-            "info": {"title": "meterline usage API", "version": "1",
-                     "description": "Every parameter is checked as declared here; parameters not declared for a "
-                                    "route, repeated parameters and percent-escapes that are not UTF-8 are a 400."},
-            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas},
-            "paths": paths}
+    document = {"openapi": "3.1.0",
+                "info": {"title": "meterline usage API", "version": "1",
+                         "description": "Every parameter of the usage routes is checked as declared here; "
+                                        "parameters not declared for a route, repeated parameters and "
+                                        "percent-escapes that are not UTF-8 are a 400."},
+                "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                               "schemas": schemas},
+                "paths": paths}
+    for extend in extensions:
+        extend(document)
+    return document
 
 
 # ---- the usage page ---------------------------------------------------------------------------------------

@@ -315,10 +315,10 @@ def test_cli_runs_once_lists_and_explains_a_held_store(store, monkeypatch, capsy
 
     def held(url, create_database=False):
         raise EmbeddedStoreBusy("the embedded ClickHouse folder is open in another process")
-    monkeypatch.setattr("pipeline.clickhouse.connect", held)
+    monkeypatch.setattr("pipeline.commands.local.connect", held)
     assert cli.main(["alerts", "list"]) == 1
     err = capsys.readouterr().err
-    assert "embedded ClickHouse store is in use" in err and "worker runs the spike alerts itself" in err
+    assert "embedded ClickHouse store is in use" in err and "logs each alert as it opens" in err
     assert "Traceback" not in err
 
 

@@ -249,8 +249,9 @@ def test_cli_export_writes_the_csv(store, monkeypatch, tmp_path, capsys):  # noq
     assert capsys.readouterr().out == expected.getvalue()
 
 
-def test_cli_token_and_bad_input(store, monkeypatch, capsys):  # noqa: F811
+def test_cli_token_and_bad_input(store, monkeypatch, capsys, tmp_path):  # noqa: F811
     monkeypatch.delenv("METERLINE_API_TOKEN_SECRET", raising=False)
+    monkeypatch.setenv("METERLINE_DATA_DIR", str(tmp_path))  # no token secret kept there by a demo
     assert run_cli(monkeypatch, store.url, "token", "--key", "key-a") == 2
     assert "METERLINE_API_TOKEN_SECRET" in capsys.readouterr().err
     monkeypatch.setenv("METERLINE_API_TOKEN_SECRET", SECRET)
@@ -282,7 +283,7 @@ async def test_cli_asks_the_running_worker_when_the_store_is_held(api, store, mo
     def held(url, create_database=False):
         raise EmbeddedStoreBusy("the embedded ClickHouse folder is open in another process")
 
-    monkeypatch.setattr("pipeline.commands.usage.connect", held)
+    monkeypatch.setattr("pipeline.commands.local.connect", held)
     monkeypatch.setenv("METERLINE_API_URL", str(api.make_url("")).rstrip("/"))
     monkeypatch.setenv("METERLINE_API_ADMIN_TOKEN", ADMIN)
     args = ["--key", "key-a", "--from", "2026-10-24", "--to", "2026-10-27", "--tz", "Europe/Berlin"]

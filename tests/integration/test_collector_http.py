@@ -13,16 +13,18 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from pipeline.config import IngestSettings
+from pipeline.config import IngestSettings, RollupSettings
 from pipeline.contract import ContractDecoder
 from pipeline.ingest.app import Collector
 from pipeline.ingest.batcher import KeyedBatcher
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.producer import OutgoingMessage, kafka_partition
-from pipeline.ingest.validation import EventValidator
+from pipeline.ingest.validation import EventValidator, TimeWindow
 from schemas import EXAMPLES_DIR
 
 TOKEN = "ingest-token-1"
+# The collector's clock in these tests: an hour after the events' (and the adapter examples') timestamps.
+NOW_MS = 1_795_605_300_000
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -60,7 +62,8 @@ async def client(kafka: FakeKafka) -> AsyncIterator[TestClient]:
     settings = IngestSettings(tokens=("other-token", TOKEN), max_body_bytes=64 * 1024, linger_s=0.002,
                               produce_timeout_s=0.3)
     batcher = KeyedBatcher(kafka.send, max_events=1000, linger_s=settings.linger_s)
-    collector = Collector(settings, EventValidator(ContractDecoder()), batcher, IngestMetrics(CollectorRegistry()))
+    validator = EventValidator(ContractDecoder(), TimeWindow.of(RollupSettings(), lambda: NOW_MS))
+    collector = Collector(settings, validator, batcher, IngestMetrics(CollectorRegistry()))
     async with TestClient(TestServer(collector.application())) as test_client:
         yield test_client
     await batcher.close()
@@ -221,3 +224,84 @@ def test_the_collector_refuses_to_start_without_an_ingest_token(monkeypatch, cap
     monkeypatch.delenv("METERLINE_INGEST_TOKENS", raising=False)
     assert main(["collect"]) == 2
     assert "METERLINE_INGEST_TOKENS" in capsys.readouterr().err
+
+
+async def test_events_outside_the_workers_time_bounds_are_rejected_with_its_reasons(client, kafka):
+    """The worker's defaults (RollupSettings): 7 days late, 5 minutes early; both edges are inside."""
+    bounds = RollupSettings()
+    late_edge, early_edge = NOW_MS - int(bounds.max_lateness_s * 1000), NOW_MS + int(bounds.max_future_skew_s * 1000)
+    body = [event(1, timestamp=late_edge), event(2, timestamp=late_edge - 1), event(3, timestamp=early_edge),
+            event(4, timestamp=early_edge + 1), event(5, timestamp=NOW_MS // 1000),
+            event(6, timestamp="2026-11-25T11:20:00.001Z")]  # RFC 3339: NOW_MS + 5 min + 1 ms
+    status, answer, _ = await post(client, "/v1/events", body)
+    assert status == 200 and answer["accepted"] == 2
+    assert [(r["index"], r["reason"]) for r in answer["rejected"]] == [
+        (1, "too_late"), (3, "future_timestamp"), (4, "too_late"), (5, "future_timestamp")]
+    assert "epoch seconds" in answer["rejected"][2]["detail"]
+    assert {e["request_id"] for e in kafka.events()} == {"r1", "r3"}
+    text = await (await client.get("/metrics")).text()
+    assert 'meterline_ingest_events_rejected_total{reason="too_late",route="events"} 2.0' in text
+
+
+async def test_time_bounds_follow_the_workers_settings(kafka):
+    """METERLINE_MAX_LATENESS / METERLINE_MAX_FUTURE_SKEW, read once for both the worker and the collector."""
+    from pipeline.config import load_settings
+
+    rollup = load_settings({"METERLINE_MAX_LATENESS": "1h", "METERLINE_MAX_FUTURE_SKEW": "10s"}).rollup
+    validator = EventValidator(ContractDecoder(), TimeWindow.of(rollup, lambda: NOW_MS))
+    batcher = KeyedBatcher(kafka.send, max_events=1000, linger_s=0.001)
+    collector = Collector(IngestSettings(tokens=(TOKEN,)), validator, batcher, IngestMetrics(CollectorRegistry()))
+    async with TestClient(TestServer(collector.application())) as test_client:
+        body = [event(1, timestamp=NOW_MS - 3_600_001), event(2, timestamp=NOW_MS + 10_001), event(3, timestamp=NOW_MS)]
+        status, answer, _ = await post(test_client, "/v1/events", body)
+    await batcher.close()
+    assert (status, answer["accepted"]) == (200, 1)
+    assert [r["reason"] for r in answer["rejected"]] == ["too_late", "future_timestamp"]
+
+
+async def test_an_unexpected_failure_is_a_counted_json_500_that_logs_no_body(client, kafka, monkeypatch, caplog):
+    secret = "sk-live-NEVER-LOGGED"
+
+    def broken(self, mapped):
+        raise RuntimeError(f"bug while judging {secret}")
+
+    monkeypatch.setattr(EventValidator, "judge", broken)
+    status, answer, _ = await post(client, "/v1/events", [event(1, api_key=secret)])
+    assert (status, answer["error"]) == (500, "internal_error") and "RuntimeError" in answer["detail"]
+    assert secret not in json.dumps(answer)
+    assert "RuntimeError at" in caplog.text and "in _process" in caplog.text and secret not in caplog.text
+    assert TOKEN not in caplog.text
+    text = await (await client.get("/metrics")).text()
+    assert 'meterline_ingest_requests_total{code="5xx",route="events"} 1.0' in text
+    monkeypatch.undo()
+    assert (await post(client, "/v1/events", [event(2)]))[0] == 200  # and it goes on
+
+
+async def test_unreadable_bodies_are_400_with_a_reason_on_every_route(client, kafka):
+    deep = b"[" * 30_000 + b"]" * 30_000  # within this fixture's 64 KiB limit; the 100k case runs on Kafka
+    bad_utf8 = json.dumps([event(1, model="@@")]).encode().replace(b"@@", b"\xff\xfe")
+    cases = [("/v1/events", deep, "application/json", "too_deep"),
+             ("/v1/openai", deep, "application/json", "too_deep"),
+             ("/v1/anthropic", deep, "application/x-ndjson", None),  # NDJSON: the line is rejected alone
+             ("/v1/litellm", b'{"id": "\xff"}', "application/json", "invalid_encoding"),
+             ("/v1/otlp/v1/traces", b'{"resourceSpans": [1, {"scopeSpans": [null, {"spans": [7]}]}]}',
+              "application/json", None),
+             ("/v1/cloudevents", b"\xef\xbb\xbf{}", "application/cloudevents+json", "invalid_json")]
+    for path, body, content_type, reason in cases:
+        status, answer, _ = await post(client, path, body, content_type)
+        if reason is None:
+            assert status == 200 and answer not in ({}, {"accepted": 0, "rejected": []}), (path, answer)
+        else:
+            assert (status, answer["error"]) == (400, reason), (path, answer)
+            assert answer["detail"].startswith(("RecursionError", "UnicodeDecodeError", "DecodeError")), answer
+    status, answer, _ = await post(client, "/v1/events", bad_utf8)
+    assert (status, [r["reason"] for r in answer["rejected"]]) == (200, ["invalid_encoding"])
+
+
+async def test_a_declared_length_over_the_limit_is_413_before_reading(client):
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() +
+                 b"\r\nContent-Length: 1000000000\r\n\r\n{")
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 413")
+    writer.close()

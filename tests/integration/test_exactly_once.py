@@ -81,7 +81,9 @@ async def test_sigkill_at_any_moment_keeps_totals_exact(kafka_bootstrap, new_top
             worker = WorkerProcess(tmp_path / "w", kafka_bootstrap, topic, url, group=f"g-{topic}",
                                    failpoints=failpoints, flush_interval=rng.choice(["0.1s", "2.5s"]),
                                    extra_env=FAST_GROUP).start()
-            await asyncio.sleep(rng.uniform(3.0, 9.0))
+            # Kill while it meters: a loaded machine may take seconds just to start a worker.
+            await asyncio.to_thread(worker.wait_positioned, 90)
+            await asyncio.sleep(rng.uniform(1.0, 6.0))
             if worker.alive:
                 worker.kill()
             else:

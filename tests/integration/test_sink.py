@@ -45,6 +45,11 @@ def make_events(n: int, seed: int = 7) -> list[dict]:
             "cache_write_tokens": rng.randint(0, input_tokens - cache_read),
             "reasoning_tokens": rng.randint(0, output_tokens), "status": rng.choice(["ok", "ok", "error"]),
         })
+        hour_start = events[-1]["timestamp"] // 3_600_000 * 3_600_000
+        if i % 17 == 0:  # an hour's first millisecond
+            events[-1]["timestamp"] = hour_start
+        elif i % 19 == 0 and hour_start + 3_600_000 <= NOW_MS:  # an hour's last millisecond
+            events[-1]["timestamp"] = hour_start + 3_599_999
     return events
 
 
@@ -149,6 +154,26 @@ def test_a_second_writer_with_a_stale_view_is_fenced(clickhouse):
         write(b, make_events(150, seed=1))  # b read the same log further, believing the partition empty
     assert fence.value.found == 99
     assert stored(clickhouse) == ledger(first)
+
+
+def test_the_progress_fence_stops_a_writer_whose_token_differs(clickhouse):
+    """A counted 0..99; B believes the progress is 49 and flushes 50..149: its first offset differs, so the
+    insert token would let it through; only the progress check stops it."""
+    a, b = new_writer(clickhouse), new_writer(clickhouse)
+    first = make_events(100, seed=1)
+    write(a, first)
+    with pytest.raises(FencedError) as fence:
+        write(b, make_events(100, seed=2), first_offset=50, expected=49)
+    assert (fence.value.expected, fence.value.found) == (49, 99)
+    assert stored(clickhouse) == ledger(first)
+    assert clickhouse.query("SELECT sum(requests) FROM usage_hourly").result_rows[0][0] == 100
+
+
+def test_request_ids_are_tagged_with_their_flushs_last_offset(clickhouse):
+    """Ids are trusted once the progress reaches the flush's LAST offset: tagged with its first, the ids of a
+    flush that died before its commit would be trusted as soon as anything beyond that first offset landed."""
+    write(new_writer(clickhouse), make_events(10, seed=8), first_offset=40)
+    assert clickhouse.query("SELECT DISTINCT batch_end_offset FROM dedup_keys").result_rows == [(49,)]
 
 
 def test_a_flush_ending_where_progress_already_is_has_landed(clickhouse):

@@ -66,6 +66,15 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def wait_positioned(self, timeout: float) -> None:
+        """Until the worker has placed its partitions (or has died, e.g. at a failpoint)."""
+        deadline = time.monotonic() + timeout
+        while self.alive and time.monotonic() < deadline:
+            status = self.status()
+            if status is not None and status.get("positioned"):
+                return
+            time.sleep(0.2)
+
     def status(self) -> dict | None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/progress", timeout=2) as response:

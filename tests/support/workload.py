@@ -100,6 +100,11 @@ def _one_event(rng, key, index, now_ms, history, tag) -> tuple[dict, str | None]
     else:
         age = rng.randint(0, 30 * HOUR_MS)
     event = event_for(rng, key, index, now_ms, age, tag)
+    edge = rng.random()
+    if edge < 0.03:  # exactly on an hour's first millisecond (:00:00.000) ...
+        event["timestamp"] = event["timestamp"] // HOUR_MS * HOUR_MS
+    elif edge < 0.06 and event["timestamp"] // HOUR_MS < now_ms // HOUR_MS:  # ... or its last (:59:59.999)
+        event["timestamp"] = event["timestamp"] // HOUR_MS * HOUR_MS + HOUR_MS - 1
     if rng.random() < 0.03:  # a gateway that sends the raw secret; the secret of this key is fixed
         event.pop("api_key_id")
         event["api_key"] = secret_of(key)

@@ -20,14 +20,18 @@ from pipeline.ingest.adapters.contract import ContractAdapter
 from pipeline.ingest.adapters.litellm import LiteLLMAdapter
 from pipeline.ingest.adapters.openai import OpenAIAdapter
 from pipeline.ingest.adapters.otlp import OtlpTracesAdapter
-from pipeline.ingest.validation import EventValidator
+from pipeline.config import RollupSettings
+from pipeline.ingest.validation import EventValidator, TimeWindow
 from schemas import EXAMPLES_DIR, USAGE_EVENT_SCHEMA
 
 ADAPTERS = {"openai": OpenAIAdapter(), "anthropic": AnthropicAdapter(), "litellm": LiteLLMAdapter(),
             "otlp": OtlpTracesAdapter(), "cloudevents": CloudEventsAdapter()}
 EXAMPLES = sorted(p for p in (EXAMPLES_DIR / "adapters").glob("*/*") if ".expected." not in p.name)
 SCHEMA = json.loads(USAGE_EVENT_SCHEMA.read_text())
-VALIDATOR = EventValidator(ContractDecoder())
+# The examples are of 2026-11-25 ~10:15-10:21 UTC; judged as the collector would an hour later, with the
+# worker's default time bounds (7 days late, 5 minutes early).
+EXAMPLES_NOW_MS = 1_795_605_300_000
+VALIDATOR = EventValidator(ContractDecoder(), TimeWindow.of(RollupSettings(), lambda: EXAMPLES_NOW_MS))
 
 
 def content_type(path: Path) -> str:

@@ -5,6 +5,13 @@ where the contract can: candidates go through :class:`pipeline.contract.Contract
 reason such as ``missing_field`` or ``inconsistent_tokens`` means the same thing here as in the pipeline.
 Candidates are built from known fields only; nothing else in a payload (headers, prompts, secrets) is
 ever copied into them.
+
+Adapters are total: whatever the bytes, the only exceptions that leave ``map()`` are :class:`BodyError` (the
+body as a whole, HTTP 400) and, inside, :class:`ItemError` turned into a per-record :class:`Problem`. Any
+other exception raised while reading the body (msgspec raises ``RecursionError`` for deep nesting and
+``UnicodeDecodeError`` for invalid UTF-8 inside strings) or while mapping one record is that body's or that
+record's fault, and becomes a rejection named by :func:`reason_for` (the worker's reasons, the exception
+class in the detail; ``mapping_failed`` for an unexpected failure while mapping a record).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 import msgspec
+
+from pipeline.contract import rejection_for
 
 # Floats are parsed as Decimal so that costs and fractional epoch seconds stay exact.
 _DOCUMENT = msgspec.json.Decoder(float_hook=Decimal)
@@ -69,18 +78,46 @@ class Mapped:
     skipped: int = 0  # records that are not usage at all (e.g. non-LLM spans): neither counted nor rejected
 
 
+# Details quote exception messages, which are short and name no field value; the cap keeps them so.
+MAX_DETAIL_CHARS = 300
+
+
+def reason_for(error: BaseException, otherwise: str = "undecodable") -> tuple[str, str]:
+    """``(reason, detail)`` for an exception raised while reading or mapping untrusted input, in the worker's
+    vocabulary (:func:`pipeline.contract.rejection_for`): ``invalid_encoding`` (not UTF-8, or a string JSON
+    cannot carry), ``too_deep`` (nesting beyond what the decoder recurses into), ``invalid_json``,
+    ``invalid_field`` / ``missing_field`` (msgspec's validation errors), and ``otherwise`` for anything else:
+    ``undecodable`` while reading bytes, ``mapping_failed`` while mapping a decoded record. The detail
+    names the exception class, so a surprise is traceable without the payload being logged.
+    """
+    rejection = rejection_for(error, b"") if isinstance(error, Exception) else None
+    if rejection is None or rejection.reason == "undecodable":
+        return otherwise, f"{type(error).__name__}: {error}"[:MAX_DETAIL_CHARS]
+    detail = rejection.detail if rejection.detail.startswith(type(error).__name__) \
+        else f"{type(error).__name__}: {rejection.detail}"
+    return rejection.reason, detail[:MAX_DETAIL_CHARS]
+
+
+def refuse_empty(body: bytes) -> None:
+    """An empty (or whitespace-only) body is ``empty_message``, as the worker calls such a Kafka record."""
+    if not body.strip():
+        raise BodyError("empty_message", "the body is empty")
+
+
 def parse_document(body: bytes) -> Any:
-    """The JSON body as Python objects (floats as Decimal)."""
+    """The JSON body as Python objects (floats as Decimal). Raises only :class:`BodyError`."""
+    refuse_empty(body)
     try:
         return _DOCUMENT.decode(body)
-    except msgspec.DecodeError as error:
-        raise BodyError("invalid_json", str(error)) from None
+    except Exception as error:  # noqa: BLE001 - any failure to read the body is the body's fault
+        raise BodyError(*reason_for(error)) from None
 
 
 @dataclass(frozen=True, slots=True)
 class Unreadable:
-    """An NDJSON line that is not JSON: rejected on its own, the other lines still count."""
+    """An NDJSON line that cannot be read: rejected on its own, the other lines still count."""
 
+    reason: str
     detail: str
 
 
@@ -90,6 +127,7 @@ def ndjson_lines(body: bytes) -> list[bytes]:
 
 def parse_records(body: bytes, content_type: str) -> list[Any]:
     """Records of a body holding one JSON object, a JSON array of them, or NDJSON (one per line)."""
+    refuse_empty(body)
     if content_type == NDJSON:
         records = [_parse_line(line) for line in ndjson_lines(body)]
     else:
@@ -103,8 +141,8 @@ def parse_records(body: bytes, content_type: str) -> list[Any]:
 def _parse_line(line: bytes) -> Any:
     try:
         return _DOCUMENT.decode(line)
-    except msgspec.DecodeError as error:
-        return Unreadable(str(error))
+    except Exception as error:  # noqa: BLE001 - the line's fault, whatever the exception
+        return Unreadable(*reason_for(error))
 
 
 def response_with_usage(envelope: dict[str, Any], what: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -124,24 +162,35 @@ def map_each(records: Iterable[Any], map_record: Callable[[dict[str, Any]], dict
 
 
 def map_items(items: Iterable[T], map_item: Callable[[T], dict[str, Any] | None]) -> Mapped:
-    """Apply ``map_item`` to every item, keeping each item's index: an ItemError rejects that item alone."""
+    """Apply ``map_item`` to every item, keeping each item's index: an ItemError, or any other exception,
+    rejects that item alone. Should walking ``items`` itself fail, the body is unreadable (BodyError)."""
     mapped = Mapped()
-    for index, item in enumerate(items):
-        try:
-            event = map_item(item)
-        except ItemError as error:
-            mapped.problems.append(Problem(index, error.reason, error.detail))
-            continue
-        if event is None:
-            mapped.skipped += 1
-        else:
-            mapped.candidates.append(Candidate(index, event))
+    try:
+        for index, item in enumerate(items):
+            _map_one(mapped, index, item, map_item)
+    except Exception as error:  # noqa: BLE001 - a record can no longer be located: the body's fault
+        raise BodyError(*reason_for(error)) from None
     return mapped
+
+
+def _map_one(mapped: Mapped, index: int, item: T, map_item: Callable[[T], dict[str, Any] | None]) -> None:
+    try:
+        event = map_item(item)
+    except ItemError as error:
+        mapped.problems.append(Problem(index, error.reason, error.detail))
+        return
+    except Exception as error:  # noqa: BLE001 - whatever a record makes a mapper raise is that record's fault
+        mapped.problems.append(Problem(index, *reason_for(error, otherwise="mapping_failed")))
+        return
+    if event is None:
+        mapped.skipped += 1
+    else:
+        mapped.candidates.append(Candidate(index, event))
 
 
 def _readable_object(record: Any) -> dict[str, Any]:
     if isinstance(record, Unreadable):
-        raise ItemError("invalid_json", record.detail)
+        raise ItemError(record.reason, record.detail)
     if not isinstance(record, dict):
         raise ItemError("not_an_object", "a record must be a JSON object")
     return record

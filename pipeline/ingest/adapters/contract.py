@@ -1,14 +1,16 @@
 """Contract v1 events as they are: one object, a JSON array of them, or NDJSON.
 
 Records stay raw bytes (no decode here): the contract decoder reads each one exactly once, which keeps the
-collector's hot path at one msgspec decode per event.
+collector's hot path at one msgspec decode per event. Splitting an array into raw items checks JSON syntax
+and nesting but not the UTF-8 inside strings; an item with bad bytes is rejected alone by the validator.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from pipeline.ingest.adapters.base import NDJSON, BodyError, Candidate, Mapped, ndjson_lines
+from pipeline.ingest.adapters.base import NDJSON, BodyError, Candidate, Mapped, ndjson_lines, reason_for, \
+    refuse_empty
 
 _RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 _RAW = msgspec.json.Decoder(msgspec.Raw)
@@ -20,6 +22,7 @@ class ContractAdapter:
     name = "events"
 
     def map(self, body: bytes, content_type: str) -> Mapped:
+        refuse_empty(body)
         records = ndjson_lines(body) if content_type == NDJSON else self._json_records(body)
         if not records:
             raise BodyError("empty_batch", "the body holds no event")
@@ -30,6 +33,6 @@ class ContractAdapter:
             if body.lstrip()[:1] == b"[":
                 return [bytes(item) for item in _RAW_ITEMS.decode(body)]
             _RAW.decode(body)  # a single value: only its syntax is checked here
-        except msgspec.DecodeError as error:
-            raise BodyError("invalid_json", str(error)) from None
+        except Exception as error:  # noqa: BLE001 - too deep, not JSON, ...: the body's fault
+            raise BodyError(*reason_for(error)) from None
         return [body]

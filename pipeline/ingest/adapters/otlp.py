@@ -39,10 +39,11 @@ class OtlpTracesAdapter:
 
 
 def _spans(document: dict[str, Any]):
-    """(resource attributes, span) for every span, in document order."""
-    for resource_spans in _list(document.get("resourceSpans")):
+    """(resource attributes, span) for every span, in document order; a level that is not an object holds
+    no spans (a span that is not an object is rejected by :func:`map_span`)."""
+    for resource_spans in map(_dict, _list(document.get("resourceSpans"))):
         resource = attributes_of(_dict(resource_spans.get("resource")).get("attributes"))
-        for scope_spans in _list(resource_spans.get("scopeSpans")):
+        for scope_spans in map(_dict, _list(resource_spans.get("scopeSpans"))):
             for span in _list(scope_spans.get("spans")):
                 yield resource, span
 
@@ -52,6 +53,8 @@ def map_span(span: Any, resource: Attributes) -> dict[str, Any] | None:
         raise ItemError("not_an_object", "a span must be a JSON object")
     attrs = attributes_of(span.get("attributes"))
     operation = attrs.get("gen_ai.operation.name")
+    if not isinstance(operation, (str, type(None))):
+        raise ItemError("invalid_field", "`gen_ai.operation.name` must be a string")
     if not any(key in attrs for key in USAGE_KEYS) or (operation is not None and operation not in INFERENCE_OPERATIONS):
         return None
     end_ns = int_of(span.get("endTimeUnixNano"), "endTimeUnixNano")

@@ -4,6 +4,7 @@
 
 import { ApiError, getJson, getPublicJson } from "./api.js";
 import { currentToken, forgetToken, saveToken } from "./auth.js";
+import { renderBudgets } from "./budget.js";
 import { renderCharts } from "./charts.js";
 import { downloadCsv } from "./download.js";
 import { DEFAULT_PRESET, PRESETS, apiRange, browserZone, isDate, isZone, shownDays, zoneNames } from "./range.js";
@@ -201,9 +202,10 @@ async function load() {
   announce("Loading usage…");
   try {
     const ask = (route, extra = {}) => getJson(state.token, route, { ...params, ...extra }, controller.signal);
-    const [summary, models, series] = await Promise.all([
-      ask("summary"), ask("models", { order: "cost" }), ask("series"),
+    const [summary, models, series, budgets] = await Promise.all([
+      ask("summary"), ask("models", { order: "cost" }), ask("series"), budgetsOf(state.token, params, controller.signal),
     ]);
+    renderBudgets(budgets);
     renderCards(summary.totals);
     renderRangeNote(summary.status);
     renderModels(models);
@@ -216,6 +218,16 @@ async function load() {
     announce(`Showing ${summary.request.scope_id}: ${buckets} (${state.tz}).`);
   } catch (error) {
     if (error.name !== "AbortError") fail(error);
+  }
+}
+
+/** The key's budgets with their status now; none when the API has no budget routes (404) or cannot say. */
+async function budgetsOf(token, params, signal) {
+  try {
+    return await getJson(token, "budgets", { key: params.id }, signal);
+  } catch (error) {
+    if (error.name === "AbortError" || error.status === 401 || error.status === 403) throw error;
+    return null; // the usage view does not depend on budgets
   }
 }
 

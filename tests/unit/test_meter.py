@@ -1,0 +1,202 @@
+"""The pure core of the write path, fast: the Meter with an in-memory store (tests/support/memory_store.py)
+that keeps ClickHouse's rules (fence, insert token, ids trusted up to the progress).
+
+Every expected number comes from an independent reference (genai-prices' own calc_price, hand arithmetic),
+never from meterline's code.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from genai_prices import Usage, calc_price
+from prometheus_client import CollectorRegistry
+
+from pipeline.config import RollupSettings
+from pipeline.contract import ContractDecoder
+from pipeline.measures import COUNTED, Counts
+from pipeline.metering.dedup import SeenRequests, request_id_hashes
+from pipeline.metering.meter import Meter
+from pipeline.metering.pricing import USD_DECIMALS, PriceBook
+from pipeline.metering.rollup import RawMessage, RollupBuilder
+from pipeline.metering.sink import FencedError
+from pipeline.metrics import PipelineMetrics
+from support.memory_store import InlineRunner, MemoryStore
+
+HOUR = 3_600_000
+NOW = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+SETTINGS = RollupSettings()  # 7 d lateness, 5 min clock skew, 24 h dedup horizon
+
+
+def event(request_id: str, ts_ms: int, **fields) -> dict:
+    return {"request_id": request_id, "api_key_id": "k1", "model": "gpt-4o", "timestamp": ts_ms,
+            "input_tokens": 100, "output_tokens": 10, **fields}
+
+
+def messages(*events: dict | list, first_offset: int = 0) -> list[RawMessage]:
+    out = []
+    for offset, value in enumerate(events, start=first_offset):
+        key = (value[0] if isinstance(value, list) else value).get("api_key_id", "k1")
+        out.append(RawMessage(offset, key.encode(), json.dumps(value).encode()))
+    return out
+
+
+def new_meter(store: MemoryStore, clock_ms: int = NOW_MS, prices: PriceBook | None = None) -> Meter:
+    builder = RollupBuilder(ContractDecoder(), prices or PriceBook())
+    return Meter(InlineRunner(), store, builder, SETTINGS, PipelineMetrics(CollectorRegistry()),
+                 clock_ms=lambda: clock_ms)
+
+
+async def flush(meter: Meter, batch: list[RawMessage], partition: int = 0):
+    prepared = await meter.prepare(partition, batch)
+    assert prepared is not None
+    await meter.write(prepared)
+    return prepared.rollup
+
+
+def units(amount) -> int:
+    return int(Decimal(amount).scaleb(USD_DECIMALS))
+
+
+async def test_each_event_is_priced_at_its_own_time_not_at_the_flushs():
+    # deepseek-chat is half price from 16:30Z to 00:30Z: an event at 10:00Z flushed at 17:00Z pays full price.
+    at_ten = int(datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp() * 1000)
+    store = MemoryStore()
+    await flush(new_meter(store), messages(event("r1", at_ten, model="deepseek-chat", provider="deepseek",
+                                                 input_tokens=1000, output_tokens=1000)))
+    reference = calc_price(Usage(input_tokens=1000, output_tokens=1000), "deepseek-chat", provider_id="deepseek",
+                           genai_request_timestamp=datetime(2026, 11, 20, 10, 0, tzinfo=UTC))
+    total = store.totals()
+    assert total["input_cost"] + total["output_cost"] == units(reference.total_price) == units("0.00137")
+
+
+async def test_events_outside_the_time_bounds_are_dead_lettered_and_the_bounds_themselves_are_inside():
+    oldest, newest = NOW_MS - 7 * 24 * HOUR, NOW_MS + 5 * 60_000
+    store = MemoryStore()
+    rollup = await flush(new_meter(store), messages(
+        event("late-ok", oldest), event("too-late", oldest - 1), event("skew-ok", newest),
+        event("future", newest + 1)))
+    assert sorted((d.offset, d.rejection.reason) for d in rollup.dead_letters) == [
+        (1, "too_late"), (3, "future_timestamp")]
+    assert store.totals()["requests"] == 2
+    assert +store.outcomes == {("counted", ""): 2, ("rejected", "too_late"): 1, ("rejected", "future_timestamp"): 1}
+
+
+async def test_a_repeated_request_id_inside_one_flush_counts_once_with_its_first_values():
+    store = MemoryStore()
+    await flush(new_meter(store), messages(event("r1", NOW_MS, input_tokens=7), event("r1", NOW_MS, input_tokens=99),
+                                           [event("r1", NOW_MS), event("r2", NOW_MS)]))
+    total = store.totals()
+    assert (total["requests"], total["input_tokens"]) == (2, 107)
+    assert store.outcomes[("duplicate", "")] == 2
+
+
+async def test_a_repeat_of_an_earlier_flush_is_confirmed_and_not_counted_even_since_the_filters_last_merge():
+    store = MemoryStore()
+    meter = new_meter(store)
+    await flush(meter, messages(event("a", NOW_MS), event("b", NOW_MS)))
+    await flush(meter, messages(event("c", NOW_MS), first_offset=2))  # ids held in the filter's recent run
+    await flush(meter, messages(event("a", NOW_MS), event("c", NOW_MS, input_tokens=1), event("d", NOW_MS),
+                                first_offset=3))
+    assert store.totals()["requests"] == 4
+    assert store.outcomes[("duplicate", "")] == 2
+    # a restarted meter rebuilds its filter from the store and still refuses them
+    await flush(new_meter(store), messages(event("b", NOW_MS), event("d", NOW_MS), first_offset=6))
+    assert store.totals()["requests"] == 4 and store.outcomes[("duplicate", "")] == 4
+
+
+async def test_ids_older_than_the_filter_horizon_are_confirmed_in_the_store():
+    old = NOW_MS - 30 * HOUR  # beyond the 24 h dedup horizon, within the 7 d lateness bound
+    store = MemoryStore()
+    await flush(new_meter(store), messages(event("old", old)))
+    fresh = new_meter(store)  # its filter holds only the last 24 h
+    assert len((await fresh.state(0)).seen) == 0
+    await flush(fresh, messages(event("old", old), first_offset=1))
+    assert store.totals()["requests"] == 1 and store.outcomes[("duplicate", "")] == 1
+
+
+async def test_a_model_without_a_price_is_counted_and_marked_unpriced():
+    store = MemoryStore()
+    rollup = await flush(new_meter(store), messages(event("p", NOW_MS), event("u", NOW_MS, model="acme-private")))
+    assert rollup.unpriced_requests == 1
+    unpriced = store.totals(model="acme-private")
+    assert (unpriced["requests"], unpriced["input_cost"], unpriced["output_cost"]) == (1, 0, 0)
+    assert store.totals(model="gpt-4o")["input_cost"] > 0
+
+
+async def test_a_batch_keeps_its_good_events_and_dead_letters_each_bad_one_at_its_index():
+    store = MemoryStore()
+    batch = [event("g1", NOW_MS), event("bad", NOW_MS, input_tokens=-1), event("g2", NOW_MS),
+             event("late", NOW_MS - 8 * 24 * HOUR), event("g3", NOW_MS, cache_read_tokens=101)]
+    rollup = await flush(new_meter(store), messages(batch))
+    assert [(d.offset, d.rejection.index, d.rejection.reason) for d in rollup.dead_letters] == [
+        (0, 1, "invalid_field"), (0, 4, "inconsistent_tokens"), (0, 3, "too_late")]
+    assert json.loads(rollup.dead_letters[2].rejection.raw)["request_id"] == "late"
+    assert store.totals()["requests"] == 2  # g1 and g2
+
+
+async def test_gateway_costs_of_one_group_add_up():
+    store = MemoryStore()
+    await flush(new_meter(store), messages(event("a", NOW_MS, gateway_cost_usd="0.001"),
+                                           event("b", NOW_MS, gateway_cost_usd="0.002"), event("c", NOW_MS)))
+    total = store.totals()
+    assert total["gateway_cost"] == Decimal("0.003") and total["gateway_cost_requests"] == 2
+
+
+async def test_events_on_an_hours_first_and_last_millisecond_land_in_that_hour():
+    hour_start = NOW_MS - 3 * HOUR
+    store = MemoryStore()
+    await flush(new_meter(store), messages(event("first", hour_start), event("last", hour_start + HOUR - 1),
+                                           event("next", hour_start + HOUR)))
+    assert store.totals(hour=hour_start // HOUR)["requests"] == 2
+    assert store.totals(hour=hour_start // HOUR + 1)["requests"] == 1
+
+
+async def test_expiry_keeps_the_ids_of_the_horizons_first_hour_and_drops_older_ones():
+    meter = new_meter(MemoryStore())
+    state = await meter.state(0)
+    horizon_hour = (NOW_MS - 24 * HOUR) // HOUR
+    ids = ["older", "first", "newer"]
+    state.seen.add(request_id_hashes(ids), np.asarray([horizon_hour - 1, horizon_hour, horizon_hour + 1],
+                                                      dtype=np.uint32))
+    meter.expire_seen()
+    assert list(state.seen.maybe_seen(request_id_hashes(ids))) == [False, True, True]
+
+
+async def test_a_fenced_write_forgets_the_partition_and_counts_nothing():
+    store = MemoryStore()
+    meter = new_meter(store)
+    prepared = await meter.prepare(0, messages(event("a", NOW_MS)))
+    store.progress_of[0] = 5  # another worker counted this partition meanwhile
+    with pytest.raises(FencedError):
+        await meter.write(prepared)
+    assert meter.committed() == {} and store.totals()["requests"] == 0
+    assert await meter.prepare(0, messages(event("a", NOW_MS))) is None  # offsets 0..5 are counted
+
+
+def test_counts_accumulate_every_declared_measure():
+    """Counts.add must handle every measure in COUNTED: a new measure without its line fails here."""
+    counts = Counts()
+    [decoded], _ = ContractDecoder().decode(json.dumps(event(
+        "r", NOW_MS, input_tokens=50, output_tokens=20, cache_read_tokens=5, cache_write_tokens=6,
+        reasoning_tokens=7, status="error", gateway_cost_usd="0.1")).encode())
+    counts.add(decoded)
+    expected = {"requests": 1, "error_requests": 1, "input_tokens": 50, "output_tokens": 20,
+                "cache_read_tokens": 5, "cache_write_tokens": 6, "reasoning_tokens": 7, "gateway_cost_requests": 1}
+    assert counts.as_dict() == expected and set(expected) == {m.name for m in COUNTED}
+    counts.subtract(decoded)
+    assert set(counts.as_dict().values()) == {0}
+
+
+def test_the_filter_finds_ids_added_since_its_last_merge_and_forgets_by_hour():
+    seen = SeenRequests(request_id_hashes(["main"]), np.asarray([10], dtype=np.uint32))
+    seen.add(request_id_hashes(["recent"]), np.asarray([11], dtype=np.uint32))
+    assert list(seen.maybe_seen(request_id_hashes(["main", "recent", "never"]))) == [True, True, False]
+    seen.expire(11)
+    assert list(seen.maybe_seen(request_id_hashes(["main", "recent"]))) == [False, True]
+
