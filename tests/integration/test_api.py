@@ -276,6 +276,9 @@ def test_cli_token_and_bad_input(store, monkeypatch, capsys, tmp_path):  # noqa:
         assert run_cli(monkeypatch, store.url, "usage", *bad, *base) == 2
         err = capsys.readouterr().err
         assert err.startswith("meterline: ") and err.count("\n") == 1 and "A" * 100 not in err
+    # The default range is relative ("today-6"): what "today" is in an odd --tz must not be looked up as a file.
+    assert run_cli(monkeypatch, store.url, "usage", "--key", "k", "--tz", "A" * 5000) == 2
+    assert "unknown time zone" in capsys.readouterr().err
 
 
 async def test_cli_asks_the_running_worker_when_the_store_is_held(api, store, monkeypatch, capsys,  # noqa: F811
