@@ -45,7 +45,7 @@ ADMIN = "admin-token-for-fuzzing"
 # A range limit a random pair of dates in 1970..2105 breaks about half of the time, so both sides of the
 # rule are exercised (the default, 400 days, would refuse nearly every generated range).
 MAX_RANGE_DAYS = 25_000
-FUZZ_EXAMPLES = int(os.environ.get("METERLINE_FUZZ_EXAMPLES", "150"))
+FUZZ_EXAMPLES = int(os.environ.get("METERLINE_FUZZ_EXAMPLES", "300"))
 # Schemathesis' coverage phase derives boundary cases from the document: every enum value (585 zones) on every
 # range route, about 700 requests per route; the long run turns it on (every zone also runs through the real
 # queries in test_time_zones).
