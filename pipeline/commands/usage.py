@@ -26,7 +26,6 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
@@ -34,10 +33,12 @@ from pipeline.clickhouse import EmbeddedStoreBusy
 from pipeline.commands.format import table, usd
 from pipeline.commands.local import open_client, with_kept_credentials
 from pipeline.config import Settings, load_settings, parse_duration
-from pipeline.usage.api import PREFIX_V1, jsonable
+from pipeline.usage.api import PREFIX_V1, ROUTES, jsonable
 from pipeline.usage.export import write_csv
 from pipeline.usage.query import UsageQueries
-from pipeline.usage.ranges import GRANULARITIES, QueryError, UsageRequest, parse_request
+from pipeline.usage.parameters import conforms, shown
+from pipeline.usage.ranges import (GRANULARITIES, ID_EXPECT, ID_SCHEMA, QueryError, UsageRequest, parse_request,
+                                   parse_zone)
 from pipeline.usage.tokens import issue_key_token, verify
 
 HTTP_TIMEOUT_S = 60
@@ -45,6 +46,7 @@ HTTP_TIMEOUT_S = 60
 _RELATIVE_DAY = re.compile(r"^(today|yesterday|tomorrow)(?:([+-])(\d{1,5}))?$")
 _NAMED_DAYS = {"yesterday": -1, "today": 0, "tomorrow": 1}
 DEFAULT_FROM, DEFAULT_TO = "today-6", "tomorrow"  # the last 7 days, today included
+ROUTE_PARAMETERS = {route.name: route.parameters for route in ROUTES}
 
 
 class Unavailable(RuntimeError):
@@ -77,7 +79,8 @@ def _range_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {DEFAULT_FROM}: the last 7 days)")
     parser.add_argument("--to", dest="end", default=DEFAULT_TO,
                         help=f"exclusive; same forms as --from (default {DEFAULT_TO}: up to now)")
-    parser.add_argument("--tz", default="UTC", help="IANA time zone (default UTC); also what 'today' means")
+    parser.add_argument("--tz", default="UTC", help="IANA time zone (default UTC); also what 'today' means. "
+                                                    "The accepted zones: pipeline/usage/time_zones.txt")
     parser.add_argument("--granularity", choices=[*GRANULARITIES, "auto"], default="auto")
 
 
@@ -112,8 +115,8 @@ def resolve_day(text: str, tz: str, today: date | None = None) -> str:
         return text
     if today is None:
         try:
-            today = datetime.now(ZoneInfo(tz)).date()
-        except (ZoneInfoNotFoundError, ValueError):
+            today = datetime.now(parse_zone(tz)).date()  # only accepted zones: no file lookup of odd names
+        except QueryError:
             return text
     days = _NAMED_DAYS[match.group(1)]
     if match.group(2):
@@ -188,6 +191,10 @@ def run_token(args: argparse.Namespace) -> int:
     if not secret:
         print("meterline: no token secret: set METERLINE_API_TOKEN_SECRET (the one the API runs with), or run "
               f"in the data folder of `meterline demo` (it keeps one in {settings.data_dir}/token-secret)",
+              file=sys.stderr)
+        return 2
+    if not conforms(ID_SCHEMA, args.key):
+        print(f"meterline: bad 'id': {shown(args.key)}: the key must be {ID_EXPECT} (the API reads no other)",
               file=sys.stderr)
         return 2
     try:
@@ -269,8 +276,10 @@ class WorkerApi:
             raise Unavailable("the embedded store is held by another process; to ask its HTTP API set "
                               "METERLINE_API_ADMIN_TOKEN (the demo keeps its own in <data dir>/admin-token, "
                               "found when METERLINE_DATA_DIR is the demo's)")
-        params = {request.scope: request.scope_id, "from": request.start.isoformat(),
-                  "to": request.end.isoformat(), "tz": request.tz, "granularity": request.granularity}
+        params = {"scope": request.scope, "id": request.scope_id, "from": _rfc3339(request.start),
+                  "to": _rfc3339(request.end), "tz": request.tz}
+        if "granularity" in ROUTE_PARAMETERS[route]:
+            params["granularity"] = request.granularity
         url = f"{self._url}{PREFIX_V1}/{route}?{urllib.parse.urlencode(params)}"
         get = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token}"})
         try:
@@ -282,6 +291,11 @@ class WorkerApi:
         except (urllib.error.URLError, OSError) as error:
             raise Unavailable(f"the embedded store is held by another process, and its HTTP API at {self._url} "
                               f"did not answer ({error}); stop that process or start its worker") from None
+
+
+def _rfc3339(instant) -> str:
+    """An instant as the API's ``from``/``to`` take it (seconds always written, as RFC 3339 requires)."""
+    return instant.isoformat(timespec="microseconds" if instant.microsecond else "seconds")
 
 
 def copy_csv(source: BinaryIO, out: BinaryIO) -> int:

@@ -3,6 +3,11 @@ buckets (hour, day, week, month) that follow the range unless one is asked for. 
 
 Storage is per UTC hour: a stored hour counts in a range when its *start* lies in [from, to), and in the
 local day/week/month its start falls in (see pipeline/usage/query.py for the zones with non-whole-hour offsets).
+
+Each single-value rule is a JSON Schema (``*_SCHEMA`` below): the HTTP API declares its parameters with these
+schemas (pipeline/usage/api.py), so the OpenAPI document states them, and :func:`parse_request` checks the same
+schemas for every caller (API and CLI). What a schema cannot state (from < to, the range's length, the bucket
+count, the supported instants) is checked here and named in the parameters' descriptions.
 """
 
 from __future__ import annotations
@@ -10,9 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from importlib.resources import files
+from zoneinfo import ZoneInfo
 
 from pipeline.clock import HOUR_S
+from pipeline.usage.parameters import QueryError, conforms, shown
+
+__all__ = ["QueryError", "UsageRequest", "parse_request", "parse_zone", "parse_instant"]
 
 SCOPES = {"key": "api_key_id", "org": "org_id", "project": "project_id"}  # scope -> usage_hourly column
 GRANULARITIES = ("hour", "day", "week", "month")
@@ -20,18 +29,45 @@ GRANULARITIES = ("hour", "day", "week", "month")
 AUTO_GRANULARITY = ((timedelta(days=2), "hour"), (timedelta(days=92), "day"), (timedelta(days=366), "week"))
 # Hourly over a leap year (8784 buckets) fits; more would be an unreadable chart and a heavy response.
 MAX_BUCKETS = 10_000
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_FIRST_INSTANT = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_LAST_INSTANT = datetime(2106, 1, 1, tzinfo=timezone.utc)  # ClickHouse DateTime is UInt32 seconds
+FIRST_INSTANT = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LAST_INSTANT = datetime(2106, 1, 1, tzinfo=timezone.utc)  # ClickHouse DateTime is UInt32 seconds (to 2106-02-07)
+# ClickHouse's Date starts at 1970-01-01 and saturates below it, so a day or month bucket must start on or after
+# that date, and a week (ISO, Monday) bucket on or after the first Monday it holds.
+EARLIEST_BUCKET = {"day": date(1970, 1, 1), "week": date(1970, 1, 5), "month": date(1970, 1, 1)}
 
+# -- single-value rules, as JSON Schema ---------------------------------------------------------------------
 
-class QueryError(ValueError):
-    """A request that cannot be answered as asked; ``error`` is a short title, ``detail`` says what to change."""
+SCOPE_SCHEMA = {"type": "string", "enum": list(SCOPES)}
+MAX_ID_CHARS = 256
+# No C0 control characters (U+0000..U+001F) and no DEL (U+007F), as the event contract's ids; ECMA-262 and
+# Python read \uXXXX alike.
+NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u001f\\u007f]*$"
+ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": NO_CONTROL_CHARACTERS}
+ID_EXPECT = (f"1 to {MAX_ID_CHARS} characters without control characters (U+0000..U+001F, U+007F)")
 
-    def __init__(self, error: str, detail: str) -> None:
-        super().__init__(f"{error}: {detail}")
-        self.error, self.detail = error, detail
+_YEAR = "(?:19[7-9][0-9]|20[0-9][0-9]|210[0-5])"
+_MONTH_DAY = ("(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+              "|02-(?:0[1-9]|1[0-9]|2[0-8]))")
+_LEAP_YEAR = "(?:19(?:7[26]|8[048]|9[26])|20(?:[02468][048]|[13579][26])|2104)"  # 2100 is not a leap year
+# A real calendar date in 1970..2105, optionally an RFC 3339 time with seconds (no leap second: ClickHouse and
+# Python have none), up to 9 fraction digits, and an offset (Z or +-hh:mm, hours 00..23).
+INSTANT_PATTERN = (f"^({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+                   "(?:[Tt]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])(?:[.]([0-9]{1,9}))?"
+                   "([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]))?$")
+INSTANT_SCHEMA = {"type": "string", "maxLength": 35, "pattern": INSTANT_PATTERN}
+INSTANT_EXPECT = ("a date YYYY-MM-DD (midnight in tz) or an RFC 3339 date-time with 'T', seconds and an offset "
+                  "(2026-11-01T09:00:00Z, 2026-11-01T10:00:00.5+01:00), in the years 1970..2105")
+_INSTANT = re.compile(INSTANT_PATTERN)
 
+ZONES_FILE = "time_zones.txt"
+TIME_ZONES: tuple[str, ...] = tuple(
+    line for line in files("pipeline.usage").joinpath(ZONES_FILE).read_text(encoding="utf-8").splitlines()
+    if line and not line.startswith("#"))
+ZONE_SCHEMA = {"type": "string", "enum": list(TIME_ZONES)}
+ZONE_EXPECT = ("not a time zone this API accepts: an IANA name such as UTC or Europe/Berlin (the list is the "
+               "tz enum of /api/v1/openapi.json; docs/usage-queries.md says which zones are left out and why)")
+
+GRANULARITY_SCHEMA = {"type": "string", "enum": [*GRANULARITIES, "auto"]}
 
 @dataclass(frozen=True)
 class UsageRequest:
@@ -79,10 +115,14 @@ class UsageRequest:
 
 def parse_request(scope: str, scope_id: str, start_text: str, end_text: str, tz: str = "UTC",
                   granularity: str | None = None, max_range_days: int | None = None) -> UsageRequest:
-    if scope not in SCOPES:
-        raise QueryError("unknown scope", f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    if not scope_id or len(scope_id) > 256:
-        raise QueryError(f"bad {scope} id", f"the {scope} id must be 1 to 256 characters")
+    """The checked request, or :class:`QueryError` naming the first rule broken: the single-value schemas
+    above, then from < to, the range's local length (at most ``max_range_days``), at least one stored hour,
+    the earliest bucket ClickHouse can hold (:data:`EARLIEST_BUCKET`) and at most :data:`MAX_BUCKETS` buckets.
+    ``granularity`` None, "" or "auto" follows the range (:data:`AUTO_GRANULARITY`)."""
+    if not conforms(SCOPE_SCHEMA, scope):
+        raise QueryError("unknown scope", f"{shown(scope)}: scope must be one of {', '.join(SCOPES)}")
+    if not conforms(ID_SCHEMA, scope_id):
+        raise QueryError("bad 'id'", f"{shown(scope_id)}: the {scope} id must be {ID_EXPECT}")
     zone = parse_zone(tz)
     start = parse_instant(start_text, zone, "from").astimezone(zone)
     end = parse_instant(end_text, zone, "to").astimezone(zone)
@@ -94,39 +134,56 @@ def parse_request(scope: str, scope_id: str, start_text: str, end_text: str, tz:
     if granularity in (None, "", "auto"):
         granularity = next((name for limit, name in AUTO_GRANULARITY if span <= limit), "month")
     elif granularity not in GRANULARITIES:
-        raise QueryError("unknown granularity", f"granularity must be one of {', '.join(GRANULARITIES)} "
-                                                f"(or auto), got {granularity!r}")
+        raise QueryError("unknown granularity", f"{shown(granularity)}: granularity must be one of "
+                                                f"{', '.join(GRANULARITIES)} (or auto)")
     request = UsageRequest(scope, scope_id, start, end, tz, granularity)
     if request.first_hour_epoch >= request.end_hour_epoch:
         raise QueryError("range holds no hour", "usage is stored per UTC hour and no hour starts inside "
                                                 "[from, to); widen the range")
+    first_bucket = request.bucket_bounds()[0]
+    if granularity in EARLIEST_BUCKET and first_bucket < EARLIEST_BUCKET[granularity]:
+        earliest = EARLIEST_BUCKET[granularity]
+        why = "ClickHouse dates begin on 1970-01-01" + (", and the first Monday among them is 1970-01-05"
+                                                          if granularity == "week" else "")
+        raise QueryError("out of supported range", f"{granularity} buckets cannot start before {earliest} in {tz}: "
+                         f"{why}. This range's first {granularity} would start on {first_bucket}; start the range "
+                         f"on {earliest} ({tz}) or later, or ask for hour buckets")
     if (count := request.bucket_count()) > MAX_BUCKETS:
         raise QueryError("too many buckets", f"{count} {granularity} buckets; at most {MAX_BUCKETS}: choose a "
                                              "coarser granularity or a shorter range")
     return request
 
 
+_ZONE_SET = frozenset(TIME_ZONES)
+
+
 def parse_zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise QueryError("unknown time zone", f"{name!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+    """The zone of an accepted name (:data:`TIME_ZONES`: known to zoneinfo and ClickHouse alike, read the same
+    by both; see tests/support/time_zones.py), else :class:`QueryError` "unknown time zone"."""
+    if name not in _ZONE_SET:
+        raise QueryError("unknown time zone", f"{shown(name)} is {ZONE_EXPECT}")
+    return ZoneInfo(name)
 
 
 def parse_instant(text: str, zone: ZoneInfo, name: str) -> datetime:
-    """``YYYY-MM-DD`` (midnight in ``zone``) or an RFC 3339 datetime with an offset, as an aware datetime."""
-    try:
-        if _DATE_ONLY.match(text):
-            value = datetime.combine(date.fromisoformat(text), time(), zone)
-        else:
-            value = datetime.fromisoformat(text.upper())
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        raise QueryError(f"bad '{name}'", f"{text!r} is neither a date (YYYY-MM-DD) nor an RFC 3339 datetime "
-                                          "with an offset (2026-11-01T09:00:00Z, 2026-11-01T10:00:00+01:00)")
-    if not _FIRST_INSTANT <= value < _LAST_INSTANT:
-        raise QueryError(f"bad '{name}'", f"{text!r} is outside 1970..2105")
+    """``YYYY-MM-DD`` (midnight in ``zone``) or an RFC 3339 date-time with an offset (:data:`INSTANT_PATTERN`),
+    as an aware datetime in [1970-01-01T00:00:00Z, 2106-01-01T00:00:00Z]. Fractions beyond microseconds round
+    up, so the hours a range holds (those starting in [from, to)) are exactly those of the text."""
+    match = _INSTANT.fullmatch(text) if len(text) <= INSTANT_SCHEMA["maxLength"] else None
+    if match is None:
+        raise QueryError(f"bad '{name}'", f"{shown(text)} is not {INSTANT_EXPECT}")
+    day, hour, minute, second, fraction, offset = match.groups()
+    if hour is None:
+        value = datetime.combine(date.fromisoformat(day), time(), zone)
+    else:
+        nanoseconds = int((fraction or "").ljust(9, "0"))
+        utc_offset = timedelta(0) if offset in "Zz" else (
+            (1 if offset[0] == "+" else -1) * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
+        value = (datetime.combine(date.fromisoformat(day), time(int(hour), int(minute), int(second)),
+                                  timezone(utc_offset)) + timedelta(microseconds=-(-nanoseconds // 1000)))
+    if not FIRST_INSTANT <= value <= LAST_INSTANT:
+        raise QueryError("out of supported range", f"'{name}' ({value.isoformat()}) must lie between "
+                         "1970-01-01T00:00:00Z and 2106-01-01T00:00:00Z (ClickHouse DateTime)")
     return value
 
 
@@ -157,7 +214,7 @@ def bucket_start(key: int | date, granularity: str, zone: ZoneInfo) -> datetime:
 
 def _ceil_hour(instant: datetime) -> int:
     """Epoch seconds of the first UTC hour starting at or after ``instant`` (integer maths: exact)."""
-    hours = -(-(instant - _FIRST_INSTANT) // timedelta(hours=1))
+    hours = -(-(instant - FIRST_INSTANT) // timedelta(hours=1))
     return hours * HOUR_S
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+from urllib.parse import quote
 from collections.abc import AsyncIterator
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -29,7 +30,7 @@ from pipeline.clickhouse import ClickHouse, connect
 from pipeline.config import ApiSettings
 from pipeline.usage.export import CSV_COLUMNS
 from pipeline.usage.query import UsageQueries
-from pipeline.usage.ranges import parse_request
+from pipeline.usage.ranges import TIME_ZONES, parse_request
 from pipeline.usage.tokens import issue_key_token
 from test_query import NOW, store  # noqa: F401  (the seeded module fixture)
 
@@ -184,12 +185,12 @@ async def shown_charts(page: Page) -> dict[str, dict]:
 async def assert_page_shows(page: Page, site: str, store, key: str, range_: tuple[str, str],  # noqa: F811
                             asked: str | None = None) -> None:
     """The five numbers, the three charts and the model table equal the query module's and the API's for
-    ``key``; ``asked`` is the key the page asks for (by default ``key``; "" for a key token's own key)."""
+    ``key``; ``asked`` is the key the page asks for (by default ``key``)."""
     from_, to = range_
     await wait_for_range(page, key if asked is None else asked, from_, to)
     request = parse_request("key", key, from_, to, TZ)
     totals = store.queries.summary(request).totals
-    api_totals = (await api_json(site, "summary", key=key, **{"from": from_, "to": to, "tz": TZ}))["totals"]
+    api_totals = (await api_json(site, "summary", scope="key", id=key, **{"from": from_, "to": to, "tz": TZ}))["totals"]
     stats = await shown_stats(page)
     for name in STATS:
         assert stats[name] == [f"{getattr(totals, name):,}", str(getattr(totals, name))], name
@@ -281,7 +282,7 @@ async def test_an_empty_range_and_an_unknown_key_say_no_model_usage_data(open_pa
 async def test_a_key_token_sees_its_own_key_only(open_page, site, store):  # noqa: F811
     token = issue_key_token(SECRET, "key-b")
     page = await open_page("/usage", token=token)
-    await assert_page_shows(page, site, store, "key-b", RANGES["7d"], asked="")  # the API defaults to the token's
+    await assert_page_shows(page, site, store, "key-b", RANGES["7d"])  # whoami names the token's own key
     assert await page.locator("#key-choice").is_hidden() and await page.locator("#key-fixed").is_visible()
     assert await page.locator("#key-name").inner_text() == "key-b"
     assert (await shown_stats(page))["requests"][1] == str(
@@ -293,8 +294,29 @@ async def test_a_key_token_sees_its_own_key_only(open_page, site, store):  # noq
     assert "may not read key 'key-a' (403" in alert and "reads only its own key" in alert
     assert await page.locator("#results").is_hidden()  # nothing stale is left on show
     await page.get_by_role("button", name="Show my own key").click()
-    await wait_for_range(page, "", *RANGES["7d"])
+    await wait_for_range(page, "key-b", *RANGES["7d"])
     assert await page.locator("#key-name").inner_text() == "key-b"
+
+
+@pytest.mark.parametrize("tz", ["Mars/Olympus", "America/Vancouver", "right/UTC", "A" * 300])
+async def test_a_zone_in_the_link_that_is_unknown_or_refused_shows_an_error_and_another_zone_recovers(open_page,
+                                                                                                     tz):
+    """Mars/Olympus: no browser or server knows it; America/Vancouver: Chromium knows it, the API refuses it
+    (zoneinfo and ClickHouse read it differently); right/UTC: a file name zoneinfo would open. The page says
+    so instead of leaving the cards at "-", offers only zones the API accepts, and a chosen zone loads."""
+    page = await open_page(f"/usage?key=key-a&tz={quote(tz)}")
+    assert await page.evaluate("document.body.dataset.state") == "error"
+    alert = await page.get_by_role("alert").inner_text()
+    assert "unknown time zone" in alert and "choose one from the Time zone list" in alert
+    assert tz[:40] in alert
+    assert await page.locator("#results").is_hidden()
+    offered = await page.locator("#tz option").evaluate_all("options => options.map(o => o.value)")
+    assert tz not in offered and TZ in offered and "UTC" in offered
+    assert set(offered) <= set(TIME_ZONES)
+    await page.get_by_label("Time zone").select_option(TZ)
+    await wait_for_range(page, "key-a", *RANGES["7d"])
+    assert await page.get_by_role("alert").is_hidden()
+    assert f"tz={quote(TZ, safe='')}" in page.url
 
 
 async def test_a_bad_token_asks_for_another_and_the_form_signs_in(open_page):

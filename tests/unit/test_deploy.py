@@ -659,8 +659,8 @@ def test_the_api_command_serves_health_and_the_usage_api_and_stops_on_sigterm(tm
                 assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()
                 time.sleep(0.2)
         assert (status, body) == (200, b'{"status": "ok"}')
-        assert http_get(f"{base}/api/v1/summary?key=k&from=2026-11-01&to=2026-11-02")[0] == 401
-        status, body = http_get(f"{base}/api/v1/summary?key=k&from=2026-11-01&to=2026-11-02", "admin-token")
+        assert http_get(f"{base}/api/v1/summary?scope=key&id=k&from=2026-11-01&to=2026-11-02")[0] == 401
+        status, body = http_get(f"{base}/api/v1/summary?scope=key&id=k&from=2026-11-01&to=2026-11-02", "admin-token")
         assert status == 200 and b'"unknown"' in body
         assert http_get(f"{base}/api/v1/openapi.json")[0] == 200
     finally:

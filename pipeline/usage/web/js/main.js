@@ -2,12 +2,12 @@
 // The view (key, range, zone) lives in the query string, so a reload or a shared link shows the same view;
 // the token never does (see auth.js).
 
-import { getJson } from "./api.js";
+import { ApiError, getJson, getPublicJson } from "./api.js";
 import { currentToken, forgetToken, saveToken } from "./auth.js";
 import { renderBudgets } from "./budget.js";
 import { renderCharts } from "./charts.js";
 import { downloadCsv } from "./download.js";
-import { DEFAULT_PRESET, PRESETS, apiRange, browserZone, isDate, shownDays, zoneNames } from "./range.js";
+import { DEFAULT_PRESET, PRESETS, apiRange, browserZone, isDate, isZone, shownDays, zoneNames } from "./range.js";
 import { announce, renderCards, renderModels, renderRangeNote, renderSeriesTable, showError } from "./view.js";
 
 const KEY_LIST_LIMIT = 200;
@@ -18,10 +18,12 @@ const $ = (selector) => document.querySelector(selector);
 const state = {
   token: null,
   admin: false,
-  key: null, // null: a key token reading its own key (the API's default)
+  ownKey: null, // a key token's own key (from /api/v1/whoami)
+  key: null, // the key shown; a key token shows its own unless the link names another
   preset: DEFAULT_PRESET,
   custom: null, // {from, to}, both days included
-  tz: browserZone(),
+  tz: null, // null until the zone list is known: then the link's zone, else the browser's (if accepted), else UTC
+  zones: null, // the zones the API accepts (its OpenAPI document's tz enum) that this browser also knows
   loading: null, // AbortController of the load in flight
 };
 
@@ -40,7 +42,7 @@ function readUrl() {
   } else if (state.preset === "custom") {
     state.preset = DEFAULT_PRESET;
   }
-  if (params.get("tz")) state.tz = params.get("tz");
+  if (params.has("tz")) state.tz = params.get("tz");
 }
 
 function writeUrl() {
@@ -57,7 +59,36 @@ function writeUrl() {
 
 function requestParams() {
   const { from, to } = apiRange(state.preset, new Date(), state.tz, state.custom);
-  return { key: state.key ?? undefined, from, to, tz: state.tz };
+  return { scope: "key", id: state.key, from, to, tz: state.tz };
+}
+
+// ---- time zones ------------------------------------------------------------------------------------
+
+/** The zones to offer: those the API accepts (the tz enum of its OpenAPI document) and the browser knows. */
+async function loadZones() {
+  let accepted = null;
+  try {
+    const document = await getPublicJson("openapi.json");
+    const tz = document.paths["/api/v1/summary"].get.parameters.find((p) => p.name === "tz");
+    accepted = tz.schema.enum;
+  } catch {
+    accepted = null; // an older API: offer the browser's zones; the API still refuses what it does not accept
+  }
+  state.zones = (accepted ?? zoneNames()).filter(isZone);
+  const zones = $("#tz");
+  zones.replaceChildren(...state.zones.map((zone) => new Option(zone.replaceAll("_", " "), zone)));
+  if (state.tz === null) {
+    const own = browserZone();
+    state.tz = state.zones.includes(own) ? own : "UTC";
+    if (state.tz !== own) announce(`Your browser's time zone ${own} is not offered by this server; showing UTC.`);
+  }
+}
+
+/** The error for a zone the page cannot show (from the link): the browser or the API does not know it. */
+function zoneProblem(tz) {
+  if (state.zones === null || state.zones.includes(tz)) return null;
+  return new ApiError(400, "unknown time zone", `the link asks for the time zone '${tz}', which this server does not `
+    + "accept (or this browser does not know); choose one from the Time zone list");
 }
 
 // ---- signing in ------------------------------------------------------------------------------------
@@ -70,12 +101,15 @@ async function open(token) {
   state.token = token;
   showSection("usage");
   setState("loading");
+  if (state.zones === null) await loadZones();
   try {
-    fillKeys(await getJson(token, "keys", { limit: KEY_LIST_LIMIT }));
-    state.admin = true;
+    const identity = await getJson(token, "whoami", {});
+    state.admin = identity.admin;
+    state.ownKey = identity.api_key_id;
+    if (state.admin) fillKeys(await getJson(token, "keys", { limit: KEY_LIST_LIMIT }));
+    else state.key ??= state.ownKey;
   } catch (error) {
-    if (error.status !== 403) return fail(error); // 403: a key token, which reads only its own key
-    state.admin = false;
+    return fail(error);
   }
   showKeyChoice();
   await load();
@@ -137,7 +171,7 @@ function filterKeys() {
 }
 
 function chooseKey(key) {
-  state.key = key || null;
+  state.key = key || (state.admin ? null : state.ownKey);
   load();
 }
 
@@ -153,6 +187,12 @@ async function load() {
   }
   syncControls();
   writeUrl();
+  const problem = zoneProblem(state.tz);
+  if (problem) {
+    state.loading?.abort();
+    fail(problem);
+    return;
+  }
   const params = requestParams();
   state.loading?.abort();
   const controller = (state.loading = new AbortController());
@@ -184,7 +224,7 @@ async function load() {
 /** The key's budgets with their status now; none when the API has no budget routes (404) or cannot say. */
 async function budgetsOf(token, params, signal) {
   try {
-    return await getJson(token, "budgets", { key: params.key }, signal);
+    return await getJson(token, "budgets", { key: params.id }, signal);
   } catch (error) {
     if (error.name === "AbortError" || error.status === 401 || error.status === 403) throw error;
     return null; // the usage view does not depend on budgets
@@ -203,7 +243,7 @@ function fail(error) {
   if (error.status === 403) {
     const what = state.key ? `key '${state.key}'` : "this";
     showError(`This token may not read ${what} (403: ${error.detail}). A key token reads only its own key's usage.`);
-    $("#own-key").hidden = state.admin || !state.key;
+    $("#own-key").hidden = state.admin || !state.key || state.key === state.ownKey;
   } else if (error.status === 400) {
     showError(`The API could not answer this request: ${error.error} (${error.detail}).`);
   } else {
@@ -218,7 +258,7 @@ function setState(name, params) {
   $("#results").setAttribute("aria-busy", String(name === "loading"));
   $("#export").disabled = name !== "ready" || (state.admin && !state.key);
   if (params) {
-    Object.assign($("#usage").dataset, { key: params.key ?? "", from: params.from, to: params.to, tz: params.tz });
+    Object.assign($("#usage").dataset, { key: params.id ?? "", from: params.from, to: params.to, tz: params.tz });
   }
 }
 
@@ -226,7 +266,6 @@ function setState(name, params) {
 
 function wireControls() {
   const zones = $("#tz");
-  zones.replaceChildren(...zoneNames().map((zone) => new Option(zone.replaceAll("_", " "), zone)));
 
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -294,8 +333,8 @@ function syncControls() {
     $("#to").value = state.custom.to;
   }
   const zones = $("#tz");
-  if (![...zones.options].some((option) => option.value === state.tz)) zones.add(new Option(state.tz, state.tz));
-  zones.value = state.tz;
+  zones.value = state.tz; // a zone not in the list (a refused one from the link) leaves the list unselected
+  zones.setAttribute("aria-invalid", String(zones.value !== state.tz));
 }
 
 async function exportCsv() {
