@@ -8,7 +8,8 @@ import { renderBudgets } from "./budget.js";
 import { renderCharts } from "./charts.js";
 import { downloadCsv } from "./download.js";
 import { DEFAULT_PRESET, PRESETS, apiRange, browserZone, isDate, isZone, shownDays, zoneNames } from "./range.js";
-import { announce, renderCards, renderModels, renderRangeNote, renderSeriesTable, showError } from "./view.js";
+import { announce, renderCards, renderFreshness, renderModels, renderRangeNote, renderSeriesTable, showError }
+  from "./view.js";
 
 const KEY_LIST_LIMIT = 200;
 const FILTER_DELAY_MS = 250;
@@ -208,6 +209,7 @@ async function load() {
     renderBudgets(budgets);
     renderCards(summary.totals);
     renderRangeNote(summary.status);
+    renderFreshness(summary.freshness, state.tz);
     renderModels(models);
     renderCharts(series);
     renderSeriesTable(series);
