@@ -71,9 +71,9 @@ class Counts:
 
     __slots__ = tuple(measure.name for measure in COUNTED)
 
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+    def __init__(self) -> None:  # one per new group: spelled out, as a loop over __slots__ costs 4x more
+        self.requests = self.error_requests = self.input_tokens = self.output_tokens = 0
+        self.cache_read_tokens = self.cache_write_tokens = self.reasoning_tokens = self.gateway_cost_requests = 0
 
     def add(self, event: UsageEvent) -> None:
         """Adds one valid event (the per-event hot path: straight-line attribute arithmetic)."""

@@ -44,8 +44,12 @@ _ONE_BLOCK = {
 # One row kind per purpose in the one table a flush writes (schemas/migrations/0001_rollups.sql).
 # A Dimensions' window is stored as its UTC hour and quarter (0..3), so hourly readers stay unchanged.
 _GROUP_COLUMNS = ("api_key_id", "org_id", "project_id", "model", "provider", "hour", "quarter", "price_version")
+# Costs travel as integer units of 1e-24 USD in two EPHEMERAL columns; ClickHouse derives input_cost, output_cost
+# and total_cost (Decimal(38, 24)) from them exactly (schemas/migrations/0006_cost_units.sql).
+COST_UNITS_COLUMNS = ("input_cost_units", "output_cost_units")
 ROLLUP_COLUMNS = ("kind", *_GROUP_COLUMNS, "kafka_topic", "kafka_partition", "outcome", "reason",
-                  *(measure.name for measure in USAGE_MEASURES), "events", "last_offset", "counted_through")
+                  *(measure.name for measure in USAGE_MEASURES if measure not in COSTS), *COST_UNITS_COLUMNS,
+                  "events", "last_offset", "counted_through")
 DEDUP_COLUMNS = ("kafka_topic", "kafka_partition", "api_key_id", "request_id", "hour", "batch_end_offset",
                  "expires_at")
 
@@ -187,7 +191,8 @@ def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> dict[str, l
 # Values of the usage columns in outcome and progress rows: zero sums, empty dimensions.
 _META_DEFAULTS = {name: "" for name in ROLLUP_COLUMNS} | {
     measure.name: "0" if measure.unit == "USD" else 0 for measure in USAGE_MEASURES
-} | {"hour": 0, "quarter": 0, "kafka_partition": 0, "events": 0, "last_offset": 0, "counted_through": _NO_TIME}
+} | dict.fromkeys(COST_UNITS_COLUMNS, 0) | {"hour": 0, "quarter": 0, "kafka_partition": 0, "events": 0,
+                                            "last_offset": 0, "counted_through": _NO_TIME}
 
 
 def _datetime64_text(epoch_ms: int) -> msgspec.Raw:
@@ -214,17 +219,12 @@ def _usage_columns(rollup: Rollup) -> dict[str, list]:
         "kafka_topic": [""] * n, "kafka_partition": [0] * n, "outcome": [""] * n, "reason": [""] * n,
         **{measure.name: [getattr(c, measure.name) for c in counts] for measure in COUNTED},
         "unpriced_requests": [c.requests if g.price_version == UNPRICED else 0 for g, c in zip(groups, counts)],
-        **_cost_columns(costs),
+        "input_cost_units": [0 if cost is None else cost.input_units for cost in costs],
+        "output_cost_units": [0 if cost is None else cost.output_units for cost in costs],
         "gateway_cost": [usd_text(_units(gateway[g])) if g in gateway else "0" for g in groups],
         "events": [0] * n, "last_offset": [0] * n, "counted_through": [_NO_TIME] * n,
     }
     return {name: columns[name] for name in ROLLUP_COLUMNS}
-
-
-def _cost_columns(costs: list) -> dict[str, list[str]]:
-    units = {"input_cost": "input_units", "output_cost": "output_units", "total_cost": "total_units"}
-    return {measure.name: ["0" if cost is None else usd_text(getattr(cost, units[measure.name])) for cost in costs]
-            for measure in COSTS}
 
 
 def _units(amount: Decimal) -> int:
