@@ -47,9 +47,10 @@ def messages(*events: dict | list, first_offset: int = 0) -> list[RawMessage]:
     return out
 
 
-def new_meter(store: MemoryStore, clock_ms: int = NOW_MS, prices: PriceBook | None = None) -> Meter:
+def new_meter(store: MemoryStore, clock_ms: int = NOW_MS, prices: PriceBook | None = None,
+              metrics: PipelineMetrics | None = None) -> Meter:
     builder = RollupBuilder(ContractDecoder(), prices or PriceBook())
-    return Meter(InlineRunner(), store, builder, SETTINGS, PipelineMetrics(CollectorRegistry()),
+    return Meter(InlineRunner(), store, builder, SETTINGS, metrics or PipelineMetrics(CollectorRegistry()),
                  clock_ms=lambda: clock_ms)
 
 
@@ -243,3 +244,68 @@ def test_the_filter_finds_ids_added_since_its_last_merge_and_forgets_by_hour():
     seen.expire(11)
     assert list(seen.maybe_seen(request_id_hashes(["main", "recent"]))) == [False, True]
 
+
+
+async def test_a_flush_reports_its_events_by_outcome_and_lateness_and_the_filters_size():
+    metrics = PipelineMetrics(CollectorRegistry())
+    meter = new_meter(MemoryStore(), metrics=metrics)
+    await flush(meter, messages(
+        event("now", NOW_MS), event("last-hour", NOW_MS - 1), event("earlier", NOW_MS - 5 * HOUR),
+        [event("now", NOW_MS), event("bad", NOW_MS, input_tokens=-1), event("old", NOW_MS - 8 * 24 * HOUR),
+         event("unpriced", NOW_MS + 1, model="acme-private")]))
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert value("meterline_messages_consumed_total") == 4 and value("meterline_events_consumed_total") == 7
+    assert (value("meterline_events_counted_total"), value("meterline_events_duplicate_total")) == (4, 1)
+    assert value("meterline_events_rejected_total", reason="invalid_field") == 1
+    assert value("meterline_events_rejected_total", reason="too_late") == 1
+    assert value("meterline_events_rejected_total", reason="") is None  # only rejections carry a reason
+    assert value("meterline_events_late_total") == 2  # hours 16:00 and 12:00, counted at 17:00
+    assert value("meterline_events_unpriced_total") == 1
+    assert value("meterline_rollup_rows_written_total") == 4  # windows 17:00, 16:45, 12:00 and the unpriced one
+    assert value("meterline_flushes_total") == 1
+    assert (value("meterline_dedup_filter_entries"), value("meterline_dedup_filter_bytes")) == (4, 4 * 12)
+
+
+async def test_flush_and_write_durations_are_measured_from_their_own_starts(monkeypatch):
+    """flush_seconds runs from prepare() to the end of write(); clickhouse_write_seconds covers the writes."""
+    ticks = iter([1000.0, 1001.5, 1004.0, 1008.0])
+    monkeypatch.setattr("pipeline.metering.meter.time.perf_counter", lambda: next(ticks))
+    metrics = PipelineMetrics(CollectorRegistry())
+    await flush(new_meter(MemoryStore(), metrics=metrics), messages(event("a", NOW_MS)))
+    monkeypatch.undo()
+    assert metrics.registry.get_sample_value("meterline_clickhouse_write_duration_seconds_sum") == 2.5
+    assert metrics.registry.get_sample_value("meterline_flush_duration_seconds_sum") == 8.0
+
+
+async def test_forgetting_without_partitions_drops_every_partitions_state():
+    store = MemoryStore()
+    meter = new_meter(store)
+    await flush(meter, messages(event("a", NOW_MS)), partition=0)
+    await flush(meter, messages(event("b", NOW_MS)), partition=1)
+    meter.forget([1])
+    assert meter.committed() == {0: 0}
+    await meter.state(1)
+    meter.forget()
+    assert meter.committed() == {}
+
+
+async def test_a_flush_not_caught_up_is_fresh_up_to_its_last_messages_kafka_time():
+    store = MemoryStore()
+    batch = [RawMessage(offset, b"k1", json.dumps(event(f"r{offset}", NOW_MS)).encode(), NOW_MS - 9000 + offset)
+             for offset in range(3)]
+    await new_meter(store).write(await new_meter(store).prepare(0, batch))
+    assert store.fresh_through[0] == NOW_MS - 9000 + 2
+
+
+async def test_a_restarted_meter_loads_the_ids_of_the_horizons_first_hour_and_later_ones():
+    from support.memory_store import StoredId
+    store = MemoryStore()
+    horizon_hour = (NOW_MS - 24 * HOUR) // HOUR  # NOW is on the hour: the horizon is an hour's first instant
+    store.ids += [StoredId(0, "k1", name, hour, 0) for name, hour in
+                  (("older", horizon_hour - 1), ("first", horizon_hour), ("now", NOW_MS // HOUR))]
+    store.progress_of[0] = 0
+    seen = (await new_meter(store).state(0)).seen
+    assert list(seen.maybe_seen(request_id_hashes(["older", "first", "now"]))) == [False, True, True]
