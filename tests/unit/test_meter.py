@@ -7,6 +7,7 @@ never from meterline's code.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,7 +23,7 @@ from pipeline.measures import COUNTED, Counts
 from pipeline.metering.dedup import SeenRequests, request_id_hashes
 from pipeline.metering.meter import Meter
 from pipeline.metering.pricing import USD_DECIMALS, PriceBook
-from pipeline.metering.rollup import RawMessage, RollupBuilder
+from pipeline.metering.rollup import RawMessage, RollupBuilder, TimeBounds
 from pipeline.metering.sink import FencedError
 from pipeline.metrics import PipelineMetrics
 from support.memory_store import InlineRunner, MemoryStore
@@ -248,11 +249,12 @@ def test_the_filter_finds_ids_added_since_its_last_merge_and_forgets_by_hour():
 
 async def test_a_flush_reports_its_events_by_outcome_and_lateness_and_the_filters_size():
     metrics = PipelineMetrics(CollectorRegistry())
-    meter = new_meter(MemoryStore(), metrics=metrics)
+    clock = NOW_MS + 58 * 60_000  # 17:58: an event of 18:01 is within the clock-skew bound, and not late
+    meter = new_meter(MemoryStore(), clock_ms=clock, metrics=metrics)
     await flush(meter, messages(
         event("now", NOW_MS), event("last-hour", NOW_MS - 1), event("earlier", NOW_MS - 5 * HOUR),
         [event("now", NOW_MS), event("bad", NOW_MS, input_tokens=-1), event("old", NOW_MS - 8 * 24 * HOUR),
-         event("unpriced", NOW_MS + 1, model="acme-private")]))
+         event("unpriced", NOW_MS + HOUR + 60_000, model="acme-private")]))
 
     def value(name: str, **labels: str) -> float | None:
         return metrics.registry.get_sample_value(name, labels)
@@ -262,22 +264,22 @@ async def test_a_flush_reports_its_events_by_outcome_and_lateness_and_the_filter
     assert value("meterline_events_rejected_total", reason="invalid_field") == 1
     assert value("meterline_events_rejected_total", reason="too_late") == 1
     assert value("meterline_events_rejected_total", reason="") is None  # only rejections carry a reason
-    assert value("meterline_events_late_total") == 2  # hours 16:00 and 12:00, counted at 17:00
+    assert value("meterline_events_late_total") == 2  # hours 16:00 and 12:00, counted at 17:58
     assert value("meterline_events_unpriced_total") == 1
-    assert value("meterline_rollup_rows_written_total") == 4  # windows 17:00, 16:45, 12:00 and the unpriced one
+    assert value("meterline_rollup_rows_written_total") == 4  # windows 17:00, 16:45, 12:00 and the unpriced 18:00
     assert value("meterline_flushes_total") == 1
     assert (value("meterline_dedup_filter_entries"), value("meterline_dedup_filter_bytes")) == (4, 4 * 12)
 
 
 async def test_flush_and_write_durations_are_measured_from_their_own_starts(monkeypatch):
     """flush_seconds runs from prepare() to the end of write(); clickhouse_write_seconds covers the writes."""
-    ticks = iter([1000.0, 1001.5, 1004.0, 1008.0])
+    ticks = iter([10.0, 11.5, 30.0, 45.0])
     monkeypatch.setattr("pipeline.metering.meter.time.perf_counter", lambda: next(ticks))
     metrics = PipelineMetrics(CollectorRegistry())
     await flush(new_meter(MemoryStore(), metrics=metrics), messages(event("a", NOW_MS)))
     monkeypatch.undo()
-    assert metrics.registry.get_sample_value("meterline_clickhouse_write_duration_seconds_sum") == 2.5
-    assert metrics.registry.get_sample_value("meterline_flush_duration_seconds_sum") == 8.0
+    assert metrics.registry.get_sample_value("meterline_clickhouse_write_duration_seconds_sum") == 18.5
+    assert metrics.registry.get_sample_value("meterline_flush_duration_seconds_sum") == 35.0
 
 
 async def test_forgetting_without_partitions_drops_every_partitions_state():
@@ -302,10 +304,22 @@ async def test_a_flush_not_caught_up_is_fresh_up_to_its_last_messages_kafka_time
 
 async def test_a_restarted_meter_loads_the_ids_of_the_horizons_first_hour_and_later_ones():
     from support.memory_store import StoredId
+    for clock in (NOW_MS, NOW_MS + 30 * 60_000):  # the horizon on an hour's first instant, and inside the hour
+        store = MemoryStore()
+        horizon_hour = (clock - 24 * HOUR) // HOUR
+        store.ids += [StoredId(0, "k1", name, hour, 0) for name, hour in
+                      (("older", horizon_hour - 1), ("first", horizon_hour), ("now", clock // HOUR))]
+        store.progress_of[0] = 0
+        seen = (await new_meter(store, clock_ms=clock).state(0)).seen
+        assert list(seen.maybe_seen(request_id_hashes(["older", "first", "now"]))) == [False, True, True]
+
+
+async def test_a_prepared_flush_names_its_offsets_after_the_progress_and_the_settings_bounds():
     store = MemoryStore()
-    horizon_hour = (NOW_MS - 24 * HOUR) // HOUR  # NOW is on the hour: the horizon is an hour's first instant
-    store.ids += [StoredId(0, "k1", name, hour, 0) for name, hour in
-                  (("older", horizon_hour - 1), ("first", horizon_hour), ("now", NOW_MS // HOUR))]
-    store.progress_of[0] = 0
-    seen = (await new_meter(store).state(0)).seen
-    assert list(seen.maybe_seen(request_id_hashes(["older", "first", "now"]))) == [False, True, True]
+    store.progress_of[0] = 2
+    prepared = await new_meter(store).prepare(0, messages(*(event(f"r{i}", NOW_MS) for i in range(6))))
+    assert (prepared.flush.partition, prepared.flush.first_offset, prepared.flush.last_offset,
+            prepared.flush.expected_progress, prepared.messages) == (0, 3, 5, 2, 3)
+    assert prepared.bounds == TimeBounds(NOW_MS, 7 * 24 * HOUR, 5 * 60_000, 24 * HOUR)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        prepared.messages = 4

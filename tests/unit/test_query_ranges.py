@@ -149,3 +149,49 @@ def test_weeks_start_on_monday_and_months_roll_over_the_year():
 def test_the_range_is_shown_in_the_requested_zone():
     r = request("2026-11-01T09:00:00Z", "2026-11-02T09:00:00Z", "Europe/Berlin")
     assert r.start.isoformat() == "2026-11-01T10:00:00+01:00" and r.end - r.start == timedelta(days=1)
+
+
+def test_a_range_of_exactly_the_longest_allowed_length_is_accepted():
+    assert request("2026-01-01", "2026-02-01", max_range_days=31).granularity == "day"
+    with pytest.raises(QueryError) as error:
+        request("2026-01-01", "2026-02-01T00:00:01Z", max_range_days=31)
+    assert (error.value.error, error.value.detail) == ("range too long", "the range spans 31 days; at most 31 allowed")
+
+
+def test_the_index_bounds_are_the_hours_around_the_first_and_last_window():
+    on_hours = request("2026-11-01T10:00:00Z", "2026-11-01T12:00:00Z")
+    assert (on_hours.first_hour_epoch, on_hours.end_hour_epoch) == (
+        int(datetime(2026, 11, 1, 10, tzinfo=UTC).timestamp()), int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()))
+    inside = request("2026-11-01T10:20:00Z", "2026-11-01T12:10:00Z")
+    assert (inside.first_hour_epoch, inside.end_hour_epoch) == (
+        int(datetime(2026, 11, 1, 10, tzinfo=UTC).timestamp()), int(datetime(2026, 11, 1, 13, tzinfo=UTC).timestamp()))
+
+
+def test_granularity_names_arriving_as_new_strings_are_read_by_value():
+    """Query parameters are decoded into fresh string objects: the rules compare them by value."""
+    hour, week = "".join(["ho", "ur"]), "".join(["we", "ek"])
+    hourly = request("2026-11-01T10:00:00Z", "2026-11-01T12:00:00Z", granularity=hour)
+    assert hourly.bucket_keys() == [int(datetime(2026, 11, 1, h, tzinfo=UTC).timestamp()) for h in (10, 11)]
+    weekly = request("2026-11-02", "2026-11-30", granularity=week)
+    assert weekly.bucket_count() == 4 and weekly.bucket_keys()[-1] == date(2026, 11, 23)
+
+
+def test_day_and_week_buckets_cannot_start_before_clickhouses_first_date():
+    with pytest.raises(QueryError) as error:
+        request("1970-01-01T00:00:00Z", "1970-01-20", "America/New_York", "day")  # 1969-12-31 19:00 local
+    assert error.value.error == "out of supported range"
+    assert error.value.detail == ("day buckets cannot start before 1970-01-01 in America/New_York: ClickHouse dates "
+                                  "begin on 1970-01-01. This range's first day would start on 1969-12-31; start the "
+                                  "range on 1970-01-01 (America/New_York) or later, or ask for hour buckets")
+    with pytest.raises(QueryError) as error:
+        request("1970-01-01", "1970-02-01", "UTC", "week")  # a Thursday: its week starts on Monday 1969-12-29
+    assert error.value.detail.startswith("week buckets cannot start before 1970-01-05 in UTC: ClickHouse dates begin "
+                                         "on 1970-01-01, and the first Monday among them is 1970-01-05. ")
+    assert request("1970-01-05", "1970-02-02", "UTC", "week").bucket_keys()[0] == date(1970, 1, 5)
+    assert request("1970-01-01", "1970-01-03", "UTC", "day").bucket_count() == 2
+
+
+def test_a_long_hourly_range_reports_its_exact_number_of_buckets():
+    with pytest.raises(QueryError) as error:
+        request("2020-01-01", "2023-01-01", granularity="hour")  # 1096 days
+    assert error.value.detail.startswith(f"{1096 * 24} hour buckets; at most {MAX_BUCKETS}")
