@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import os
 import re
 import shutil
@@ -182,10 +183,16 @@ def prepare_copy(module: Module) -> Path:
     return work
 
 
-def refresh_tests(work: Path) -> None:
-    """For --again: today's tests into the existing copy (its sources stay as the session recorded them)."""
+def refresh_tests(module: Module, work: Path) -> None:
+    """For --again: today's tests into the existing copy, and the module's own source put back (a run that was
+    stopped may have left a mutant in it)."""
     shutil.rmtree(work / "tests")
     shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+    shutil.copy(ROOT / module.path, work / module.path)
+
+
+def source_digest(module: Module) -> str:
+    return hashlib.sha256((ROOT / module.path).read_bytes()).hexdigest()
 
 
 def environment() -> dict[str, str]:
@@ -214,12 +221,12 @@ def test_command(module: Module, socket_path: str) -> list[str]:
             *module.tests]
 
 
-def write_config(module: Module, work: Path, command: list[str]) -> Path:
+def write_config(module: Module, work: Path, command: list[str], timeout: float) -> Path:
     config = work / "cosmic-ray.toml"
     config.write_text(
         "[cosmic-ray]\n"
         f'module-path = "{work / module.path}"\n'
-        f"timeout = {module.timeout}\n"
+        f"timeout = {timeout:.0f}\n"
         "excluded-modules = []\n"
         f"test-command = \"{' '.join(command)}\"\n"
         "[cosmic-ray.distributor]\n"
@@ -270,18 +277,23 @@ def run_module(module: Module, equivalents: list[Equivalent], again: bool) -> Ou
     annotations = Annotations.of((ROOT / module.path).read_text(encoding="utf-8"))
     work = OUT / module.name
     session = work / "session.sqlite"
-    if again and session.exists():
-        refresh_tests(work)
-    else:
+    digest = work / "source.sha256"
+    if again and session.exists() and digest.exists() and digest.read_text() == source_digest(module):
+        refresh_tests(module, work)
+    else:  # a new session (also when the module changed since the last one: its mutants are other mutants)
         again = False
         work = prepare_copy(module)
+        digest.write_text(source_digest(module))
     server, socket_path = start_server(module, work)
     try:
         command = test_command(module, socket_path)
+        clean_started = time.monotonic()
         clean = subprocess.run(command, capture_output=True, text=True)
         if clean.returncode != 0:
             sys.exit(f"{module.name}: the tests fail without any mutant:\n{clean.stdout[-4000:]}{clean.stderr}")
-        config = write_config(module, work, command)
+        # A mutant that makes a loop endless costs the whole timeout: a few clean runs, at most the module's own.
+        timeout = min(module.timeout, max(15.0, 5 * (time.monotonic() - clean_started)))
+        config = write_config(module, work, command, timeout)
         if again:
             print(f"{module.name}: re-testing {forget_survivors(session)} survivors", flush=True)
         else:
