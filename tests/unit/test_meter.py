@@ -7,8 +7,10 @@ never from meterline's code.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -203,14 +205,15 @@ async def test_freshness_is_the_flush_time_when_caught_up_else_the_last_messages
 
 
 async def test_expiry_keeps_the_ids_of_the_horizons_first_hour_and_drops_older_ones():
-    meter = new_meter(MemoryStore())
-    state = await meter.state(0)
-    horizon_hour = (NOW_MS - 24 * HOUR) // HOUR
-    ids = ["older", "first", "newer"]
-    state.seen.add(request_id_hashes(ids), np.asarray([horizon_hour - 1, horizon_hour, horizon_hour + 1],
-                                                      dtype=np.uint32))
-    meter.expire_seen()
-    assert list(state.seen.maybe_seen(request_id_hashes(ids))) == [False, True, True]
+    for clock in (NOW_MS, NOW_MS + 30 * 60_000):  # the horizon on an hour's first instant, and inside the hour
+        meter = new_meter(MemoryStore(), clock_ms=clock)
+        state = await meter.state(0)
+        horizon_hour = (clock - 24 * HOUR) // HOUR
+        ids = ["older", "first", "newer"]
+        state.seen.add(request_id_hashes(ids), np.asarray([horizon_hour - 1, horizon_hour, horizon_hour + 1],
+                                                          dtype=np.uint32))
+        meter.expire_seen()
+        assert list(state.seen.maybe_seen(request_id_hashes(ids))) == [False, True, True]
 
 
 async def test_a_fenced_write_forgets_the_partition_and_counts_nothing():
@@ -253,22 +256,22 @@ async def test_a_flush_reports_its_events_by_outcome_and_lateness_and_the_filter
     meter = new_meter(MemoryStore(), clock_ms=clock, metrics=metrics)
     await flush(meter, messages(
         event("now", NOW_MS), event("last-hour", NOW_MS - 1), event("earlier", NOW_MS - 5 * HOUR),
-        [event("now", NOW_MS), event("bad", NOW_MS, input_tokens=-1), event("old", NOW_MS - 8 * 24 * HOUR),
+        event("yesterday", NOW_MS - 20 * HOUR), [event("now", NOW_MS), event("bad", NOW_MS, input_tokens=-1), event("old", NOW_MS - 8 * 24 * HOUR),
          event("unpriced", NOW_MS + HOUR + 60_000, model="acme-private")]))
 
     def value(name: str, **labels: str) -> float | None:
         return metrics.registry.get_sample_value(name, labels)
 
-    assert value("meterline_messages_consumed_total") == 4 and value("meterline_events_consumed_total") == 7
-    assert (value("meterline_events_counted_total"), value("meterline_events_duplicate_total")) == (4, 1)
+    assert value("meterline_messages_consumed_total") == 5 and value("meterline_events_consumed_total") == 8
+    assert (value("meterline_events_counted_total"), value("meterline_events_duplicate_total")) == (5, 1)
     assert value("meterline_events_rejected_total", reason="invalid_field") == 1
     assert value("meterline_events_rejected_total", reason="too_late") == 1
     assert value("meterline_events_rejected_total", reason="") is None  # only rejections carry a reason
-    assert value("meterline_events_late_total") == 2  # hours 16:00 and 12:00, counted at 17:58
+    assert value("meterline_events_late_total") == 3  # hours 16:00, 12:00 and yesterday's 21:00, counted at 17:58
     assert value("meterline_events_unpriced_total") == 1
-    assert value("meterline_rollup_rows_written_total") == 4  # windows 17:00, 16:45, 12:00 and the unpriced 18:00
+    assert value("meterline_rollup_rows_written_total") == 5  # 17:00, 16:45, 12:00, 21:00 and the unpriced 18:00
     assert value("meterline_flushes_total") == 1
-    assert (value("meterline_dedup_filter_entries"), value("meterline_dedup_filter_bytes")) == (4, 4 * 12)
+    assert (value("meterline_dedup_filter_entries"), value("meterline_dedup_filter_bytes")) == (5, 5 * 12)
 
 
 async def test_flush_and_write_durations_are_measured_from_their_own_starts(monkeypatch):
@@ -323,3 +326,17 @@ async def test_a_prepared_flush_names_its_offsets_after_the_progress_and_the_set
     assert prepared.bounds == TimeBounds(NOW_MS, 7 * 24 * HOUR, 5 * 60_000, 24 * HOUR)
     with pytest.raises(dataclasses.FrozenInstanceError):
         prepared.messages = 4
+
+
+async def test_the_python_work_of_every_flush_runs_on_the_meters_one_cpu_thread():
+    """One thread: the decoder and the price book's cache are never used by two flushes at once."""
+    threads = []
+
+    class RecordingPriceBook(PriceBook):
+        def rate_for(self, *args):
+            threads.append(threading.current_thread().name)
+            return super().rate_for(*args)
+
+    meter = new_meter(MemoryStore(), prices=RecordingPriceBook())
+    await asyncio.gather(*(meter.prepare(p, messages(event(f"r{p}", NOW_MS))) for p in range(4)))
+    assert len(threads) == 4 and set(threads) == {"meter-cpu_0"}

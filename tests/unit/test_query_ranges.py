@@ -153,6 +153,7 @@ def test_the_range_is_shown_in_the_requested_zone():
 
 def test_a_range_of_exactly_the_longest_allowed_length_is_accepted():
     assert request("2026-01-01", "2026-02-01", max_range_days=31).granularity == "day"
+    assert request("2026-01-01", "2026-01-08", max_range_days=31).granularity == "day"
     with pytest.raises(QueryError) as error:
         request("2026-01-01", "2026-02-01T00:00:01Z", max_range_days=31)
     assert (error.value.error, error.value.detail) == ("range too long", "the range spans 31 days; at most 31 allowed")
@@ -195,3 +196,56 @@ def test_a_long_hourly_range_reports_its_exact_number_of_buckets():
     with pytest.raises(QueryError) as error:
         request("2020-01-01", "2023-01-01", granularity="hour")  # 1096 days
     assert error.value.detail.startswith(f"{1096 * 24} hour buckets; at most {MAX_BUCKETS}")
+
+
+def test_local_hours_over_many_lord_howe_dst_shifts_are_counted_one_by_one():
+    """Below twice the limit the count is exact even where local hours are not whole UTC hours apart. Reference:
+    the distinct local (date, hour, UTC offset) of every 15-minute window, straight from zoneinfo."""
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
+    start, end = datetime(2024, 1, 1, tzinfo=lord_howe), datetime(2025, 9, 1, tzinfo=lord_howe)
+    local_hours = set()
+    for window in range(int(start.timestamp()), int(end.timestamp()), 900):
+        local = datetime.fromtimestamp(window, lord_howe)
+        local_hours.add((local.date(), local.hour, local.utcoffset()))
+    with pytest.raises(QueryError) as error:
+        request("2024-01-01", "2025-09-01", "Australia/Lord_Howe", "hour")
+    assert error.value.detail.startswith(f"{len(local_hours)} hour buckets;") and len(local_hours) == 14_618
+
+
+def test_beyond_twice_the_limit_hours_are_counted_from_the_first_and_last_buckets_utc_hours():
+    """The shortcut of bucket_count: a range far beyond the limit is not walked window by window; its count is
+    the whole UTC hours from its first to its last local hour (Lord Howe's 30-minute shifts make that 3 fewer
+    than the local hours here, which only changes the number in the error)."""
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
+    first = datetime(2024, 1, 1, tzinfo=lord_howe).timestamp()
+    last = datetime(2026, 5, 31, 23, tzinfo=lord_howe).timestamp()
+    with pytest.raises(QueryError) as error:
+        request("2024-01-01", "2026-06-01", "Australia/Lord_Howe", "hour")
+    assert error.value.detail.startswith(f"{int(last - first) // 3600 + 1} hour buckets;")
+    assert int(last - first) // 3600 + 1 == 21_168
+
+
+def test_negative_utc_offsets_are_west_of_utc():
+    assert parse_instant("2026-11-01T04:00:00-05:00", BERLIN, "to") == datetime(2026, 11, 1, 9, tzinfo=UTC)
+    assert parse_instant("2026-11-01T04:00:00-09:30", BERLIN, "to") == datetime(2026, 11, 1, 13, 30, tzinfo=UTC)
+
+
+def test_instants_may_reach_2106_01_01_utc_and_not_beyond_whatever_their_offset():
+    assert parse_instant("2105-12-31T23:00:00-01:00", BERLIN, "to") == datetime(2106, 1, 1, tzinfo=UTC)
+    with pytest.raises(QueryError) as error:
+        parse_instant("2105-12-31T23:00:00-05:00", BERLIN, "to")
+    assert error.value.error == "out of supported range"
+
+
+def test_at_most_ten_thousand_buckets():
+    assert request("2026-01-01T00:00:00Z", "2026-04-15T04:00:00Z", granularity="quarter_hour").bucket_count() \
+        == MAX_BUCKETS == 10_000  # 104 days and 4 hours of quarter hours
+    with pytest.raises(QueryError) as error:
+        request("2026-01-01T00:00:00Z", "2026-04-15T04:15:00Z", granularity="quarter_hour")
+    assert error.value.detail.startswith("10001 quarter_hour buckets; at most 10000")
+
+
+def test_month_buckets_may_start_in_clickhouses_first_month_and_are_counted_by_value():
+    month = "".join(["mon", "th"])
+    first = request("1970-01-01", "1970-03-01", "UTC", month)
+    assert first.bucket_count() == 2 and first.bucket_keys() == [date(1970, 1, 1), date(1970, 2, 1)]
