@@ -143,10 +143,16 @@ def serve(path: str, root: str, warm_args: list[str]) -> None:
     server.bind(path)
     server.listen(1)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    parent = os.getppid()
+    server.settimeout(1.0)
     print(f"forkserver: ready on {path}", flush=True)
     try:
-        while True:
-            conn, _ = server.accept()
+        while os.getppid() == parent:  # ends with the run that started it, however that run ended
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(None)
             with conn:
                 try:
                     args = _receive(conn)["args"]

@@ -33,6 +33,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -203,7 +204,8 @@ def environment() -> dict[str, str]:
 
 
 def start_server(module: Module, work: Path) -> tuple[subprocess.Popen, str]:
-    socket_path = str(work / "forkserver.sock")
+    # A Unix socket's path is limited to ~100 bytes: a short one under the temp dir, whatever the checkout's path.
+    socket_path = str(Path(tempfile.mkdtemp(prefix="meterline-mutation-")) / "forkserver.sock")
     log = open(work / "forkserver.log", "w", encoding="utf-8")
     server = subprocess.Popen(
         [sys.executable, str(HERE / "forkserver.py"), "serve", socket_path, str(work), *PYTEST_PLUGINS,
@@ -292,7 +294,7 @@ def run_module(module: Module, equivalents: list[Equivalent], again: bool) -> Ou
         if clean.returncode != 0:
             sys.exit(f"{module.name}: the tests fail without any mutant:\n{clean.stdout[-4000:]}{clean.stderr}")
         # A mutant that makes a loop endless costs the whole timeout: a few clean runs, at most the module's own.
-        timeout = min(module.timeout, max(15.0, 5 * (time.monotonic() - clean_started)))
+        timeout = min(module.timeout, max(30.0, 5 * (time.monotonic() - clean_started)))
         config = write_config(module, work, command, timeout)
         if again:
             print(f"{module.name}: re-testing {forget_survivors(session)} survivors", flush=True)
@@ -303,6 +305,7 @@ def run_module(module: Module, equivalents: list[Equivalent], again: bool) -> Ou
     finally:
         server.terminate()
         server.wait()
+        shutil.rmtree(Path(socket_path).parent, ignore_errors=True)
     outcome = read_results(module, session, equivalents, annotations)
     outcome.seconds = time.monotonic() - started
     write_survivors(outcome, work)

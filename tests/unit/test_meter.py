@@ -205,7 +205,7 @@ async def test_freshness_is_the_flush_time_when_caught_up_else_the_last_messages
 
 
 async def test_expiry_keeps_the_ids_of_the_horizons_first_hour_and_drops_older_ones():
-    for clock in (NOW_MS, NOW_MS + 30 * 60_000):  # the horizon on an hour's first instant, and inside the hour
+    for clock in (NOW_MS, NOW_MS + 30 * 60_000, NOW_MS + 59 * 60_000):  # horizon on, in, late in an hour
         meter = new_meter(MemoryStore(), clock_ms=clock)
         state = await meter.state(0)
         horizon_hour = (clock - 24 * HOUR) // HOUR
@@ -256,7 +256,8 @@ async def test_a_flush_reports_its_events_by_outcome_and_lateness_and_the_filter
     meter = new_meter(MemoryStore(), clock_ms=clock, metrics=metrics)
     await flush(meter, messages(
         event("now", NOW_MS), event("last-hour", NOW_MS - 1), event("earlier", NOW_MS - 5 * HOUR),
-        event("yesterday", NOW_MS - 20 * HOUR), [event("now", NOW_MS), event("bad", NOW_MS, input_tokens=-1), event("old", NOW_MS - 8 * 24 * HOUR),
+        event("yesterday", NOW_MS - 20 * HOUR),
+        [event("now", NOW_MS), event("bad", NOW_MS, input_tokens=-1), event("old", NOW_MS - 8 * 24 * HOUR),
          event("unpriced", NOW_MS + HOUR + 60_000, model="acme-private")]))
 
     def value(name: str, **labels: str) -> float | None:
@@ -307,7 +308,7 @@ async def test_a_flush_not_caught_up_is_fresh_up_to_its_last_messages_kafka_time
 
 async def test_a_restarted_meter_loads_the_ids_of_the_horizons_first_hour_and_later_ones():
     from support.memory_store import StoredId
-    for clock in (NOW_MS, NOW_MS + 30 * 60_000):  # the horizon on an hour's first instant, and inside the hour
+    for clock in (NOW_MS, NOW_MS + 30 * 60_000, NOW_MS + 59 * 60_000):  # horizon on, in, late in an hour
         store = MemoryStore()
         horizon_hour = (clock - 24 * HOUR) // HOUR
         store.ids += [StoredId(0, "k1", name, hour, 0) for name, hour in
