@@ -5,6 +5,7 @@ are hand arithmetic."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from decimal import Decimal
@@ -116,3 +117,11 @@ def test_a_fence_names_the_partition_and_both_progress_values():
     fence = FencedError(4, 99, 149)
     assert (fence.partition, fence.expected, fence.found) == (4, 99, 149)
     assert str(fence) == "partition 4: expected progress 99, found 149"
+
+
+def test_a_flushs_range_and_encoding_are_immutable_values():
+    flush = FlushRange(0, 0, 0, -1)
+    encoded = writer().encode(flush, Rollup())
+    for value, name in ((flush, "last_offset"), (encoded, "rollups")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, name, 1)
