@@ -292,3 +292,13 @@ def test_usage_hourly_reads_use_the_primary_key(clickhouse):
         "EXPLAIN indexes = 1 SELECT sum(requests) FROM usage_hourly WHERE api_key_id = 'key-1' "
         "AND hour >= toDateTime('2026-11-24 00:00:00')").result_rows)
     assert "PrimaryKey" in plan and "api_key_id" in plan
+
+
+def test_confirming_more_requests_than_one_query_holds_asks_for_every_one(clickhouse):
+    """confirm_seen asks in chunks of 20,000 request ids: a counted id in the second chunk is still found."""
+    writer = new_writer(clickhouse)
+    events = make_events(3, seed=11)
+    write(writer, events)
+    counted = RequestKey(events[2]["api_key_id"], events[2]["request_id"])
+    unknown = [RequestKey("key-x", f"never-{i}") for i in range(20_000)]
+    assert writer.confirm_seen(0, 2, [*unknown, counted]) == {counted}
