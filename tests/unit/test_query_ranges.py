@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -249,3 +250,39 @@ def test_month_buckets_may_start_in_clickhouses_first_month_and_are_counted_by_v
     month = "".join(["mon", "th"])
     first = request("1970-01-01", "1970-03-01", "UTC", month)
     assert first.bucket_count() == 2 and first.bucket_keys() == [date(1970, 1, 1), date(1970, 2, 1)]
+
+
+def test_bucket_rules_read_granularity_names_by_value():
+    """The API hands over the granularity it decoded (a fresh string): every rule compares it by value."""
+    quarter, hour, week, month = ("".join(["quarter", "_hour"]), "".join(["ho", "ur"]), "".join(["we", "ek"]),
+                                  "".join(["mon", "th"]))
+    sunday_noon = int(datetime(2026, 11, 8, 12, 7, tzinfo=UTC).timestamp()) // 900 * 900
+    assert bucket_key(sunday_noon, quarter, BERLIN) == sunday_noon
+    assert bucket_key(sunday_noon, hour, BERLIN) == sunday_noon // 3600 * 3600
+    assert next_bucket(sunday_noon, quarter) == sunday_noon + 900
+    assert next_bucket(date(2026, 11, 2), week) == date(2026, 11, 9)
+    assert bucket_start(sunday_noon, quarter, BERLIN) == datetime(2026, 11, 8, 13, tzinfo=BERLIN)
+    assert bucket_start(date(2026, 11, 2), week, BERLIN) == datetime(2026, 11, 2, tzinfo=BERLIN)
+    assert bucket_start(date(2026, 11, 1), month, BERLIN) == datetime(2026, 11, 1, tzinfo=BERLIN)
+    with pytest.raises(QueryError) as error:
+        request("1970-01-01", "1970-02-01", "UTC", week)
+    assert "and the first Monday among them is 1970-01-05" in error.value.detail
+
+
+def test_bucket_counts_from_the_first_hour_and_month_and_as_whole_numbers():
+    assert request("1970-01-01", "1970-01-02", "UTC", "hour").bucket_count() == 24  # the first hour's key is 0
+    assert request("1970-01-01", "1972-01-02", "UTC", "month").bucket_count() == 25
+    with pytest.raises(QueryError) as error:
+        request("1990-01-01", "2020-01-01", "UTC", "day")
+    assert error.value.detail.startswith("10957 day buckets; at most 10000")
+
+
+def test_an_instant_of_the_longest_accepted_form_is_read():
+    text = "2026-11-01T09:00:00.123456789+05:30"
+    assert len(text) == 35
+    assert parse_instant(text, BERLIN, "from") == datetime(2026, 11, 1, 3, 30, 0, 123_457, tzinfo=UTC)
+
+
+def test_a_request_is_an_immutable_value():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request("2026-11-01", "2026-11-02").granularity = "day"
