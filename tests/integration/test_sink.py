@@ -302,3 +302,11 @@ def test_confirming_more_requests_than_one_query_holds_asks_for_every_one(clickh
     counted = RequestKey(events[2]["api_key_id"], events[2]["request_id"])
     unknown = [RequestKey("key-x", f"never-{i}") for i in range(20_000)]
     assert writer.confirm_seen(0, 2, [*unknown, counted]) == {counted}
+
+
+def test_a_partition_with_nothing_committed_is_at_the_offset_before_the_first(clickhouse):
+    """-1, so the next offset to read is 0 (the worker resumes a partition at its progress + 1)."""
+    writer = new_writer(clickhouse)
+    assert writer.progress(0) == NO_PROGRESS == -1
+    assert writer.record_freshness(0, -1, NOW_MS) is True  # an idle, empty partition is fresh and still at -1
+    assert writer.progress(0) == -1

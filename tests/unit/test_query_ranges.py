@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.usage.ranges import (MAX_BUCKETS, QueryError, bucket_key, bucket_start, next_bucket, parse_instant,
-                             parse_request)
+from pipeline.usage.ranges import (MAX_BUCKETS, TIME_ZONES, QueryError, bucket_key, bucket_start, next_bucket,
+                                    parse_instant, parse_request)
 
 BERLIN, KOLKATA, KATHMANDU = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata"), ZoneInfo("Asia/Kathmandu")
 
@@ -200,17 +200,25 @@ def test_a_long_hourly_range_reports_its_exact_number_of_buckets():
 
 
 def test_local_hours_over_many_lord_howe_dst_shifts_are_counted_one_by_one():
-    """Below twice the limit the count is exact even where local hours are not whole UTC hours apart. Reference:
+    """Up to twice the limit the count is exact even where local hours are not whole UTC hours apart. Reference:
     the distinct local (date, hour, UTC offset) of every 15-minute window, straight from zoneinfo."""
-    lord_howe = ZoneInfo("Australia/Lord_Howe")
-    start, end = datetime(2024, 1, 1, tzinfo=lord_howe), datetime(2025, 9, 1, tzinfo=lord_howe)
-    local_hours = set()
+    for end, expected in (("2025-09-01", 14_618), ("2026-04-13T08:00:00+10:30", 20_003)):  # 20,000 UTC hours
+        with pytest.raises(QueryError) as error:
+            request("2024-01-01", end, "Australia/Lord_Howe", "hour")
+        assert error.value.detail.startswith(f"{expected} hour buckets;")
+        assert local_hours(datetime(2024, 1, 1, tzinfo=LORD_HOWE), parse_instant(end, LORD_HOWE, "to")) == expected
+
+
+LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
+
+
+def local_hours(start: datetime, end: datetime) -> int:
+    """The local hours of [start, end) in Lord Howe: distinct (date, hour, UTC offset) of its 15-minute windows."""
+    hours = set()
     for window in range(int(start.timestamp()), int(end.timestamp()), 900):
-        local = datetime.fromtimestamp(window, lord_howe)
-        local_hours.add((local.date(), local.hour, local.utcoffset()))
-    with pytest.raises(QueryError) as error:
-        request("2024-01-01", "2025-09-01", "Australia/Lord_Howe", "hour")
-    assert error.value.detail.startswith(f"{len(local_hours)} hour buckets;") and len(local_hours) == 14_618
+        local = datetime.fromtimestamp(window, LORD_HOWE)
+        hours.add((local.date(), local.hour, local.utcoffset()))
+    return len(hours)
 
 
 def test_beyond_twice_the_limit_hours_are_counted_from_the_first_and_last_buckets_utc_hours():
@@ -286,3 +294,29 @@ def test_an_instant_of_the_longest_accepted_form_is_read():
 def test_a_request_is_an_immutable_value():
     with pytest.raises(dataclasses.FrozenInstanceError):
         request("2026-11-01", "2026-11-02").granularity = "day"
+
+
+def test_quarter_hours_and_weeks_are_counted_from_the_first_window_and_by_value():
+    quarter, week = "".join(["quarter", "_hour"]), "".join(["we", "ek"])
+    assert request("1970-01-01", "1970-01-01T06:00:00Z", granularity=quarter).bucket_count() == 24
+    weekly = request("2026-11-02", "2026-12-28", granularity=week)
+    assert weekly.bucket_count() == len(weekly.bucket_keys()) == 8
+
+
+def test_month_buckets_before_1970_and_instants_before_1970_utc_are_refused():
+    with pytest.raises(QueryError) as error:
+        request("1970-01-01T00:00:00Z", "1970-03-01", "America/New_York", "month")  # Dec 1969 in New York
+    assert error.value.error == "out of supported range" and "month buckets cannot start before" in \
+        error.value.detail
+    with pytest.raises(QueryError) as error:
+        parse_instant("1970-01-01T00:30:00+01:00", BERLIN, "from")
+    assert error.value.error == "out of supported range"
+
+
+def test_december_rolls_over_to_january_of_the_next_year():
+    assert [next_bucket(date(year, 12, 1), "month") for year in (2026, 2027)] == [date(2027, 1, 1), date(2028, 1, 1)]
+
+
+def test_every_accepted_zone_name_is_a_zone():
+    assert TIME_ZONES and all(name and not name.startswith("#") for name in TIME_ZONES)
+    assert all(ZoneInfo(name) for name in TIME_ZONES)
