@@ -9,8 +9,8 @@ The score of a module is killed / (mutants - signature annotations - equivalent)
 
 - cosmic-ray also mutates annotations (``int | None`` -> ``int - None``). Every core module postpones them
   (``from __future__ import annotations``), so those of parameters and returns are never evaluated: their mutants
-  are marked skipped and not run. Annotations in class bodies are run (msgspec evaluates a Struct's), and a
-  survivor among them is equivalent for the same reason.
+  are marked skipped and not run. Annotations of variables and class fields are run, and a survivor among them
+  is equivalent for the same reason, except in a msgspec Struct (msgspec evaluates its fields' annotations).
 - Any other survivor is equivalent only if tests/mutation/equivalent.md names it (its line before and after the
   mutation) with the reason it cannot change behaviour; an entry that matches no survivor is reported as stale.
 
@@ -121,6 +121,9 @@ class Annotations:
         if not postponed:  # evaluated at definition time: mutate and test them like any code
             return Annotations((), ())
         signatures, variables = [], []
+        # msgspec evaluates the annotations of a Struct's fields: those are code, not equivalent when they survive.
+        evaluated = {id(statement) for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                     and any("Struct" in ast.unparse(base) for base in node.bases) for statement in node.body}
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 arguments = node.args
@@ -129,7 +132,7 @@ class Annotations:
                 signatures += [_span(a.annotation) for a in every if a is not None and a.annotation is not None]
                 if node.returns is not None:
                     signatures.append(_span(node.returns))
-            elif isinstance(node, ast.AnnAssign):
+            elif isinstance(node, ast.AnnAssign) and id(node) not in evaluated:
                 variables.append(_span(node.annotation))
         return Annotations(tuple(signatures), tuple(variables))
 
