@@ -122,7 +122,7 @@ class MonthToDate:
     """A scope's cost in the current calendar month of ``tz`` and its projection to the month's end.
 
     ``spent_usd``: exact cost of [month_start, as_of). ``projected_usd`` = spent + ``daily_rate_usd`` / 24 h x
-    the real time left until ``month_end`` (the rule of :mod:`pipeline.usage.forecast`); ``daily_rate_usd`` =
+    the real time left until ``month_end`` (the budgets' projection rule, docs/alerts.md); ``daily_rate_usd`` =
     ``trend_spend_usd`` (exact spend in [trend_since, as_of)) over that window's real length (at least an
     hour), x 24 h. The window is the last ``trend_days`` complete local days and today so far, from its first
     day with spend. Estimates are rounded half-even to a millionth of a dollar."""
