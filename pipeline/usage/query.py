@@ -16,12 +16,12 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from string import Template
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline.alerts.state import read_key_alerts
+from pipeline.alerts.state import AlertRecord, read_key_alerts
 from pipeline.measures import CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, ERROR_REQUESTS, INPUT_COST, INPUT_TOKENS, \
     OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNPRICED_REQUESTS, Measure
 from pipeline.usage.ranges import SCOPES, QueryError, UsageRequest, bucket_start, previous_period
@@ -333,7 +333,10 @@ class Change:
         difference = current - previous
         relative = None
         if previous:
-            relative = (Decimal(difference) / Decimal(previous)).quantize(RELATIVE_PLACES, rounding=ROUND_HALF_EVEN)
+            with localcontext() as context:  # exact enough for Decimal(38, 24) sums: one rounding, at the end
+                context.prec = 100
+                relative = (Decimal(difference) / Decimal(previous)).quantize(RELATIVE_PLACES,
+                                                                              rounding=ROUND_HALF_EVEN)
         return cls(difference, relative)
 
 
@@ -427,8 +430,8 @@ class SpikeAlert:
     baseline: float
 
     @classmethod
-    def of(cls, record) -> "SpikeAlert":
-        """From a :class:`pipeline.alerts.state.AlertRecord`."""
+    def of(cls, record: AlertRecord) -> "SpikeAlert":
+        """From the alert runner's record (what channels were told is left out)."""
         return cls(record.key.model, record.key.metric, record.status, record.severity, record.rule, record.reason,
                    record.opened_at, record.resolved_at, record.updated_at, record.value, record.peak,
                    record.threshold, record.baseline)
