@@ -32,14 +32,15 @@ class PartitionBuffers:
         """Buffer only these partitions from now on (the ones assigned and positioned)."""
         self._accepting = set(partitions)
 
-    def add(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        """Buffer one record; ``value`` None is a tombstone (the flush dead-letters it)."""
+    def add(self, partition: int, offset: int, key: bytes | None, value: bytes | None, timestamp_ms: int = 0) -> None:
+        """Buffer one record; ``value`` None is a tombstone (the flush dead-letters it); ``timestamp_ms`` is the
+        Kafka record's timestamp (freshness)."""
         if partition not in self._accepting:
             return  # delivered after a revocation: the next owner (or this worker, re-positioned) reads it
         if offset <= self._last_offset.get(partition, -1):
             return  # a repeat delivery: the flush already has (or had) this offset
         self._last_offset[partition] = offset
-        self._messages.setdefault(partition, []).append(RawMessage(offset, key, value))
+        self._messages.setdefault(partition, []).append(RawMessage(offset, key, value, timestamp_ms))
         self._bytes += (len(value) if value is not None else 0) + _OVERHEAD_BYTES
         if self._bytes >= self._flush_at_bytes:
             self.flush_wanted.set()

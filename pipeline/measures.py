@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Measure:
-    """A summed column of ``rollups`` and ``usage_hourly``; ``name`` is also its name in the API and CSV."""
+    """A summed column of ``rollups`` and its views (``usage_15m``, ``usage_hourly``); ``name`` is also its name
+    in the API and CSV."""
 
     name: str
     unit: Literal["requests", "tokens", "USD"]
@@ -44,7 +45,7 @@ GATEWAY_COST = Measure("gateway_cost", "USD", "Sum of the gateways' own gateway_
 COUNTED = (REQUESTS, ERROR_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS, CACHE_WRITE_TOKENS,
            REASONING_TOKENS, GATEWAY_COST_REQUESTS)
 COSTS = (INPUT_COST, OUTPUT_COST, TOTAL_COST)  # computed from Counts by pricing, per group
-# Every summed column of usage_hourly.
+# Every summed column of usage_15m and usage_hourly.
 USAGE_MEASURES = (*COUNTED, UNPRICED_REQUESTS, *COSTS, GATEWAY_COST)
 BY_NAME = {measure.name: measure for measure in USAGE_MEASURES}
 
@@ -58,7 +59,7 @@ class Dimensions(NamedTuple):
     project_id: str
     model: str
     provider: str
-    hour: int  # hours since the epoch, UTC
+    window: int  # 15-minute windows since the epoch, UTC (pipeline.clock.WINDOW_MS)
     price_version: str  # the price sheet that priced the row; UNPRICED when none did
 
 

@@ -22,7 +22,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -231,7 +231,7 @@ def _open_source(settings: Settings) -> Iterator[Any]:
         yield WorkerApi(settings.api.url, settings.api.admin_token)
         return
     try:
-        yield LocalStore(UsageQueries(client))
+        yield LocalStore(UsageQueries(client, settings.kafka.usage_topic, int(settings.rollup.max_lateness_s)))
     finally:
         client.close()
 
@@ -315,7 +315,8 @@ def render_usage(body: dict) -> str:
     """Tables for people, from the same JSON structures the API returns. Money is rounded as the usage page
     rounds it (``--json`` keeps the exact decimals); no column cuts a name."""
     summary, request = body["summary"], body["summary"]["request"]
-    lines = [f"{request['scope']} {request['scope_id']}: {request['start']} .. {request['end']} ({request['tz']})"]
+    lines = [f"{request['scope']} {request['scope_id']}: {request['start']} .. {request['end']} ({request['tz']})",
+             freshness_line(summary["freshness"])]
     if not summary["status"]["has_usage"]:
         return "\n".join(lines + [summary["status"]["message"]])
     t = summary["totals"]
@@ -340,6 +341,17 @@ def render_usage(body: dict) -> str:
     lines += [""] + table((f"{request['granularity']} starting", "requests", "input", "output", "cost"), buckets,
                           right=(1, 2, 3, 4))
     return "\n".join(lines)
+
+
+def freshness_line(freshness: dict) -> str:
+    """"counted through <instant> UTC; ..." from an answer's freshness (pipeline.usage.query.Freshness)."""
+    days = freshness["lateness_bound_s"] / 86400
+    late = f"{days:g} d" if days >= 1 else f"{freshness['lateness_bound_s'] / 3600:g} h"
+    if freshness["counted_through"] is None:
+        return f"  nothing counted yet; events may arrive up to {late} late"
+    through = datetime.fromisoformat(freshness["counted_through"]).astimezone(UTC)
+    return (f"  counted through {through:%Y-%m-%d %H:%M:%S} UTC (every event in Kafka before then); "
+            f"events may still arrive up to {late} late")
 
 
 def _decimal(text: str | None) -> str:

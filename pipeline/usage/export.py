@@ -3,6 +3,10 @@
 Only buckets with usage have rows (the CSV is a ledger, not a chart). Money is exact decimal text without
 exponent notation; ``price_version`` lists the price sheets used in the bucket, sorted and joined with ';'
 (empty for unpriced usage). Column sums equal :meth:`UsageQueries.summary` of the same request exactly.
+
+The last column, ``counted_through``, is the export's freshness (the same on every row, RFC 3339 UTC, empty when
+nothing is counted yet): every event that reached Kafka before it is in the file; later events may still arrive
+for windows within the lateness bound (:class:`~pipeline.usage.query.Freshness`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pipeline.usage.query import EXPORT_MEASURES, UsageQueries
 from pipeline.usage.ranges import UsageRequest, bucket_start
 
 # The CSV's columns are EXPORT_SQL's, in order: the bucket and its grouping, the measures, the price sheets.
-CSV_COLUMNS = ("bucket_start", "api_key_id", "model", "provider", *(m.name for m in EXPORT_MEASURES), "price_version")
+CSV_COLUMNS = ("bucket_start", "api_key_id", "model", "provider", *(m.name for m in EXPORT_MEASURES), "price_version",
+               "counted_through")
 _MONEY = [CSV_COLUMNS.index(m.name) for m in EXPORT_MEASURES if m.unit == "USD"]  # written as exact decimal text
 
 
@@ -61,6 +66,8 @@ def csv_chunks(queries: UsageQueries, request: UsageRequest, block_rows: int = 2
 
 def _formatted_blocks(queries: UsageQueries, request: UsageRequest, block_rows: int) -> Iterator[list[list]]:
     zone, granularity = request.zone, request.granularity
+    counted_through = queries.freshness().counted_through
+    fresh = "" if counted_through is None else counted_through.isoformat()
     with queries.export_blocks(request, block_rows) as stream:
         for block in stream:
             formatted = []
@@ -69,6 +76,7 @@ def _formatted_blocks(queries: UsageQueries, request: UsageRequest, block_rows: 
                 row[0] = bucket_start(row[0], granularity, zone).isoformat()
                 for position in _MONEY:
                     row[position] = decimal_text(row[position])
+                row.append(fresh)
                 formatted.append(row)
             yield formatted
 

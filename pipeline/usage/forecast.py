@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from zoneinfo import ZoneInfo
 
 from pipeline.budgets.periods import MICROSECOND, local_midnight, microseconds_between, period_bounds
-from pipeline.usage.query import UsageQueries
+from pipeline.usage.query import Freshness, UsageQueries
 from pipeline.usage.ranges import UsageRequest
 
 DEFAULT_TREND_DAYS = 7
@@ -114,7 +114,7 @@ class SpendTrend:
         projection = project(spent, None, now, end, trend_spend, since)
         return MonthToDate(scope, scope_id, tz, now.astimezone(timezone.utc), start, end, spent, self.trend_days,
                            projection.trend_since, projection.trend_spend_usd, projection.daily_rate_usd,
-                           projection.projected_usd)
+                           projection.projected_usd, self._queries.freshness())
 
 
 @dataclass(frozen=True)
@@ -139,3 +139,4 @@ class MonthToDate:
     trend_spend_usd: Decimal
     daily_rate_usd: Decimal
     projected_usd: Decimal
+    freshness: Freshness  # how final spent_usd is (docs/usage-queries.md)

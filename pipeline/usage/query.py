@@ -1,21 +1,25 @@
-"""The API-key usage view: summary, per-model breakdown, time series and peak hours, read from ``usage_hourly``.
+"""The API-key usage view: summary, per-model breakdown, time series and peak hours, read from ``usage_15m``.
 
 Every number is summed by ClickHouse (rows are deltas: always ``sum() ... GROUP BY``); Python only derives
 ratios from those sums and formats. All SQL lives in this module; user input reaches it only as bound
 parameters (``{name:Type}``), and the few fragments spliced in (scope column, bucket expression) come from
 fixed tables below.
 
-Storage is per UTC hour. A stored hour counts in a range when its *start* lies in [from, to), and in the
-local day/week/month its start falls in. In zones with a non-whole-hour offset (Asia/Kolkata, Asia/Kathmandu,
-Australia/Adelaide) that shifts day boundaries by the fractional part (a Kolkata "day" holds the hours starting
-00:30 .. 23:30 local), and hourly buckets are UTC hours labelled in local time (00:30+05:30).
+Storage is per 15-minute window of UTC (schemas/migrations/0005_*.sql). A window counts in a range when its
+start lies in [from, to), and in the local quarter hour, hour, day, week or month its start falls in: exact in
+every zone, because every UTC offset in use since 1972 is a whole number of quarter hours (Asia/Kolkata +05:30,
+Asia/Kathmandu +05:45, Australia/Lord_Howe's 30-minute DST shift). Usage stored before that migration sits in
+the first quarter of its hour.
+
+Every answer says how fresh it is (:class:`Freshness`): the instant up to which every event already in Kafka
+has been counted, read from the partitions' committed progress in one small query.
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from string import Template
 
@@ -32,17 +36,23 @@ RATIO_PLACES = Decimal("0.0001")
 SHARE_PLACES = Decimal("0.000001")
 ORDERS = {"cost": "total_cost DESC, requests DESC", "requests": "requests DESC, total_cost DESC"}
 
-# Bucket key and WITH FILL step per granularity. Hourly buckets are UTC epoch seconds (no zone arithmetic);
-# longer ones are local calendar dates, so DST days (23 or 25 hours) fall out of ClickHouse's tz functions.
+# The bucket of a stored 15-minute window, per granularity, as pipeline/usage/ranges.py bucket_key computes it:
+# the window, its local hour's start (epoch seconds: 30 or 45 minutes past a UTC hour in some zones), or a local
+# calendar date, so DST days (23 or 25 hours) fall out of ClickHouse's tz functions. Buckets without usage are
+# filled in Python from UsageRequest.bucket_keys (local hours are not evenly spaced across a 30-minute DST shift).
 BUCKETS = {
-    "hour": ("toUnixTimestamp(hour)", "UInt32", "3600"),
-    "day": ("toDate(hour, {tz:String})", "Date", "toIntervalDay(1)"),
-    "week": ("toMonday(hour, {tz:String})", "Date", "toIntervalWeek(1)"),
-    "month": ("toStartOfMonth(hour, {tz:String})", "Date", "toIntervalMonth(1)"),
+    "quarter_hour": "toUnixTimestamp(window_start)",
+    "hour": "toUnixTimestamp(window_start) - toMinute(window_start, {tz:String}) * 60",
+    "day": "toDate(window_start, {tz:String})",
+    "week": "toMonday(window_start, {tz:String})",
+    "month": "toStartOfMonth(window_start, {tz:String})",
 }
 
+# The hour bounds let the primary key (kind, api_key_id, hour, ...) prune; the window bounds are the range.
 _IN_RANGE = ("$scope = {scope_id:String} AND hour >= toDateTime({first_hour:UInt32}, 'UTC') "
-             "AND hour < toDateTime({end_hour:UInt32}, 'UTC')")
+             "AND hour < toDateTime({end_hour:UInt32}, 'UTC') "
+             "AND window_start >= toDateTime({first_window:UInt32}, 'UTC') "
+             "AND window_start < toDateTime({end_window:UInt32}, 'UTC')")
 # The sums behind Totals, by name (pipeline/measures.py); total_tokens and the ratios are derived in Python.
 TOTALS_MEASURES = (REQUESTS, ERROR_REQUESTS, UNPRICED_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
                    CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST)
@@ -59,27 +69,25 @@ def sums(measures: tuple[Measure, ...]) -> str:
 
 _SUMS = sums(TOTALS_MEASURES)
 
-SUMMARY_SQL = f"SELECT {_SUMS} FROM usage_hourly WHERE {_IN_RANGE}"
+SUMMARY_SQL = f"SELECT {_SUMS} FROM usage_15m WHERE {_IN_RANGE}"
 MODELS_SQL = f"""
 SELECT model, provider, {_SUMS}
-FROM usage_hourly WHERE {_IN_RANGE}
+FROM usage_15m WHERE {_IN_RANGE}
 GROUP BY model, provider
 ORDER BY $order, model, provider"""
 SERIES_SQL = f"""
 SELECT $bucket AS bucket, {sums(SERIES_MEASURES)}
-FROM usage_hourly WHERE {_IN_RANGE}
-GROUP BY bucket
-ORDER BY bucket WITH FILL FROM {{fill_from:$fill_type}} TO {{fill_to:$fill_type}} STEP $step"""
+FROM usage_15m WHERE {_IN_RANGE}
+GROUP BY bucket"""
 PEAK_HOURS_SQL = f"""
-SELECT toHour(hour, {{tz:String}}) AS hour_of_day, sum(requests) AS requests,
+SELECT toHour(window_start, {{tz:String}}) AS hour_of_day, sum(requests) AS requests,
        sum(input_tokens) + sum(output_tokens) AS total_tokens
-FROM usage_hourly WHERE {_IN_RANGE}
-GROUP BY hour_of_day
-ORDER BY hour_of_day WITH FILL FROM 0 TO 24"""
+FROM usage_15m WHERE {_IN_RANGE}
+GROUP BY hour_of_day"""
 EXPORT_SQL = f"""
 SELECT $bucket AS bucket, api_key_id, model, provider, {sums(EXPORT_MEASURES)},
        arrayStringConcat(arraySort(arrayFilter(v -> v != '', groupUniqArray(price_version))), ';') AS price_version
-FROM usage_hourly WHERE {_IN_RANGE}
+FROM usage_15m WHERE {_IN_RANGE}
 GROUP BY bucket, api_key_id, model, provider
 ORDER BY bucket, api_key_id, model, provider"""
 EVER_USED_SQL = "SELECT count() FROM (SELECT 1 FROM usage_hourly WHERE $scope = {scope_id:String} LIMIT 1)"
@@ -126,10 +134,21 @@ class Status:
 
 
 @dataclass(frozen=True)
+class Freshness:
+    """How final the numbers are. ``counted_through`` (UTC): every event that reached Kafka before this instant
+    is counted; None when nothing has been counted yet. Later events can still arrive for any window up to
+    ``lateness_bound_s`` seconds old (METERLINE_MAX_LATENESS): past windows are final only beyond that."""
+
+    counted_through: datetime | None
+    lateness_bound_s: int
+
+
+@dataclass(frozen=True)
 class Summary:
     request: UsageRequest
     status: Status
     totals: Totals
+    freshness: Freshness
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,7 @@ class ModelBreakdown:
     order: str
     total_requests: int
     models: tuple[ModelUsage, ...]
+    freshness: Freshness
 
 
 @dataclass(frozen=True)
@@ -168,11 +188,12 @@ class Series:
     request: UsageRequest
     status: Status
     buckets: tuple[SeriesBucket, ...]
+    freshness: Freshness
 
 
 @dataclass(frozen=True)
 class HourOfDay:
-    hour: int  # 0..23 in the requested zone (the local hour in which the stored UTC hour starts)
+    hour: int  # 0..23, the local hour in the requested zone
     requests: int
     total_tokens: int
 
@@ -182,6 +203,7 @@ class PeakHours:
     request: UsageRequest
     status: Status
     hours: tuple[HourOfDay, ...]
+    freshness: Freshness
 
 
 @dataclass(frozen=True)
@@ -201,11 +223,31 @@ KEYS_SQL = ("SELECT DISTINCT api_key_id FROM usage_hourly WHERE startsWith(api_k
             "ORDER BY api_key_id LIMIT {limit:UInt32}")
 
 
-class UsageQueries:
-    """Answers for one key, org or project over a range. Synchronous: give it its own thread."""
+# The least freshness over the topic's partitions; ignores rows that claim none (counted_through 0).
+FRESHNESS_SQL = ("SELECT min(counted_through), count() FROM ingest_progress "
+                 "WHERE (kafka_topic = {topic:String} OR {topic:String} = '')")
 
-    def __init__(self, client: Client) -> None:
+
+class UsageQueries:
+    """Answers for one key, org or project over a range. Synchronous: give it its own thread.
+
+    ``usage_topic``: the topic whose progress says how fresh the answers are ("" for every topic the store
+    knows); ``lateness_bound_s``: METERLINE_MAX_LATENESS, reported with it."""
+
+    def __init__(self, client: Client, usage_topic: str = "", lateness_bound_s: int = 7 * 86400) -> None:
         self._client = client
+        self._usage_topic = usage_topic
+        self._lateness_bound_s = lateness_bound_s
+
+    def freshness(self) -> Freshness:
+        """The instant up to which every event already in Kafka is counted (one small query)."""
+        [(counted_through, partitions)] = self._client.query(
+            FRESHNESS_SQL, parameters={"topic": self._usage_topic}).result_rows
+        if counted_through is not None and counted_through.tzinfo is None:
+            counted_through = counted_through.replace(tzinfo=UTC)
+        if not partitions or counted_through is None or counted_through.timestamp() <= 0:
+            return Freshness(None, self._lateness_bound_s)
+        return Freshness(counted_through, self._lateness_bound_s)
 
     def keys(self, prefix: str, limit: int) -> KeyList:
         # One row more than asked tells whether the list was cut.
@@ -214,7 +256,7 @@ class UsageQueries:
 
     def summary(self, request: UsageRequest) -> Summary:
         totals = Totals.from_sums(self._named(SUMMARY_SQL, request)[0])
-        return Summary(request, self._status(request, totals.requests > 0), totals)
+        return Summary(request, self._status(request, totals.requests > 0), totals, self.freshness())
 
     def models(self, request: UsageRequest, order: str = "cost") -> ModelBreakdown:
         if order not in ORDERS:
@@ -224,20 +266,26 @@ class UsageQueries:
         models = tuple(ModelUsage(row["model"], row["provider"],
                                   _ratio(row["requests"], all_requests, SHARE_PLACES) or Decimal(0),
                                   Totals.from_sums(row)) for row in rows)
-        return ModelBreakdown(request, self._status(request, bool(rows)), order, all_requests, models)
+        return ModelBreakdown(request, self._status(request, bool(rows)), order, all_requests, models,
+                              self.freshness())
 
     def series(self, request: UsageRequest) -> Series:
-        fill_from, fill_to = request.fill_bounds()
-        rows = self._named(SERIES_SQL, request, fill_from=fill_from, fill_to=fill_to)
-        buckets = tuple(SeriesBucket(start=bucket_start(row.pop("bucket"), request.granularity, request.zone),
-                                     total_tokens=row["input_tokens"] + row["output_tokens"], **row)
-                        for row in rows)
-        return Series(request, self._status(request, any(b.requests for b in buckets)), buckets)
+        """Every bucket of the range in order, zero where there was no usage."""
+        found = {row.pop("bucket"): row for row in self._named(SERIES_SQL, request)}
+        empty = {measure.name: 0 for measure in SERIES_MEASURES}
+        buckets = []
+        for key in request.bucket_keys():
+            row = found.get(key, empty)
+            buckets.append(SeriesBucket(start=bucket_start(key, request.granularity, request.zone),
+                                        total_tokens=row["input_tokens"] + row["output_tokens"], **row))
+        return Series(request, self._status(request, any(b.requests for b in buckets)), tuple(buckets),
+                      self.freshness())
 
     def peak_hours(self, request: UsageRequest) -> PeakHours:
-        hours = tuple(HourOfDay(row["hour_of_day"], row["requests"], row["total_tokens"])
-                      for row in self._named(PEAK_HOURS_SQL, request))
-        return PeakHours(request, self._status(request, any(h.requests for h in hours)), hours)
+        found = {row["hour_of_day"]: row for row in self._named(PEAK_HOURS_SQL, request)}
+        hours = tuple(HourOfDay(hour, found[hour]["requests"], found[hour]["total_tokens"]) if hour in found
+                      else HourOfDay(hour, 0, 0) for hour in range(24))
+        return PeakHours(request, self._status(request, any(h.requests for h in hours)), hours, self.freshness())
 
     def export_blocks(self, request: UsageRequest, block_rows: int = 2048) -> AbstractContextManager:
         """A clickhouse-connect row-block stream of bucket x key x model x provider rows (see EXPORT_SQL),
@@ -254,7 +302,8 @@ class UsageQueries:
         previous = self.summary(before) if before is not None else None
         return Comparison(request, current.status, current.totals, before,
                           previous.status if previous else None, previous.totals if previous else None,
-                          Changes.between(current.totals, previous.totals if previous else None))
+                          Changes.between(current.totals, previous.totals if previous else None),
+                          current.freshness)
 
     def busiest_keys(self, request: UsageRequest, limit: int) -> BusiestKeys:
         """The api_key_ids with the most requests in ``request``'s range, over every key (``request``'s scope
@@ -262,7 +311,8 @@ class UsageQueries:
         sql, parameters = self._bind(BUSIEST_KEYS_SQL, request, limit=limit)
         rows = self._client.query(sql, parameters=parameters).named_results()
         return BusiestKeys(request.start, request.end, request.tz, limit, tuple(
-            KeyActivity(row["api_key_id"], row["requests"], row["total_tokens"], row["total_cost"]) for row in rows))
+            KeyActivity(row["api_key_id"], row["requests"], row["total_tokens"], row["total_cost"]) for row in rows),
+            self.freshness())
 
     def alerts(self, request: UsageRequest) -> KeyAlerts:
         """The spike alerts (pipeline/alerts, ``alert_state``) of the key ``request`` names that were open at some
@@ -295,11 +345,11 @@ class UsageQueries:
 
     @staticmethod
     def _bind(template: str, request: UsageRequest, order: str = "", **extra) -> tuple[str, dict]:
-        bucket, fill_type, step = BUCKETS[request.granularity]
-        sql = Template(template).substitute(scope=SCOPES[request.scope], bucket=bucket, fill_type=fill_type,
-                                            step=step, order=order)
+        sql = Template(template).substitute(scope=SCOPES[request.scope], bucket=BUCKETS[request.granularity],
+                                            order=order)
         parameters = {"scope_id": request.scope_id, "tz": request.tz, "first_hour": request.first_hour_epoch,
-                      "end_hour": request.end_hour_epoch, **extra}
+                      "end_hour": request.end_hour_epoch, "first_window": request.first_window_epoch,
+                      "end_window": request.end_window_epoch, **extra}
         return sql, parameters
 
 
@@ -375,6 +425,7 @@ class Comparison:
     previous_status: Status | None
     previous_totals: Totals | None
     changes: Changes
+    freshness: Freshness
 
 
 @dataclass(frozen=True)
@@ -394,13 +445,16 @@ class BusiestKeys:
     tz: str
     limit: int
     keys: tuple[KeyActivity, ...]
+    freshness: Freshness
 
 
+# _IN_RANGE without the scope: every key's windows starting in the range.
 BUSIEST_KEYS_SQL = """
 SELECT api_key_id, sum(requests) AS requests, sum(input_tokens) + sum(output_tokens) AS total_tokens,
        sum(total_cost) AS total_cost
-FROM usage_hourly
+FROM usage_15m
 WHERE hour >= toDateTime({first_hour:UInt32}, 'UTC') AND hour < toDateTime({end_hour:UInt32}, 'UTC')
+  AND window_start >= toDateTime({first_window:UInt32}, 'UTC') AND window_start < toDateTime({end_window:UInt32}, 'UTC')
 GROUP BY api_key_id
 HAVING requests > 0
 ORDER BY requests DESC, total_tokens DESC, total_cost DESC, api_key_id

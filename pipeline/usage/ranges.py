@@ -1,8 +1,10 @@
 """What a usage question asks: a scope (key, org or project), a range [from, to) in an IANA time zone, and
-buckets (hour, day, week, month) that follow the range unless one is asked for. Pure logic, no SQL.
+buckets (quarter_hour, hour, day, week, month) that follow the range unless one is asked for. Pure logic, no SQL.
 
-Storage is per UTC hour: a stored hour counts in a range when its *start* lies in [from, to), and in the
-local day/week/month its start falls in (see pipeline/usage/query.py for the zones with non-whole-hour offsets).
+Storage is per 15-minute window of UTC (pipeline/clock.py): a window counts in a range when its *start* lies in
+[from, to), and in the local bucket its start falls in. Every UTC offset in use since 1972 is a whole number of
+quarter hours, so local days, weeks and months, and local hours, are exact sets of windows in every zone, DST
+included (Asia/Kolkata, Asia/Kathmandu, Australia/Lord_Howe's 30-minute shift).
 
 Each single-value rule is a JSON Schema (``*_SCHEMA`` below): the HTTP API declares its parameters with these
 schemas (pipeline/usage/api.py), so the OpenAPI document states them, and :func:`parse_request` checks the same
@@ -18,15 +20,16 @@ from datetime import date, datetime, time, timedelta, timezone
 from importlib.resources import files
 from zoneinfo import ZoneInfo
 
-from pipeline.clock import HOUR_S
+from pipeline.clock import HOUR_S, WINDOW_S
 from pipeline.usage.parameters import QueryError, conforms, shown
 
 __all__ = ["QueryError", "UsageRequest", "parse_request", "parse_zone", "parse_instant"]
 
 SCOPES = {"key": "api_key_id", "org": "org_id", "project": "project_id"}  # scope -> usage_hourly column
-GRANULARITIES = ("hour", "day", "week", "month")
+GRANULARITIES = ("quarter_hour", "hour", "day", "week", "month")
 # Automatic bucket size by the range's local wall-clock length (a 2-day Berlin range over DST is 49 h).
-AUTO_GRANULARITY = ((timedelta(days=2), "hour"), (timedelta(days=92), "day"), (timedelta(days=366), "week"))
+AUTO_GRANULARITY = ((timedelta(hours=6), "quarter_hour"), (timedelta(days=2), "hour"), (timedelta(days=92), "day"),
+                    (timedelta(days=366), "week"))
 # Hourly over a leap year (8784 buckets) fits; more would be an unreadable chart and a heavy response.
 MAX_BUCKETS = 10_000
 FIRST_INSTANT = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -86,31 +89,58 @@ class UsageRequest:
         return ZoneInfo(self.tz)
 
     @property
+    def first_window_epoch(self) -> int:
+        """UTC epoch seconds of the first 15-minute window starting at or after ``start``."""
+        return _ceil_window(self.start)
+
+    @property
+    def end_window_epoch(self) -> int:
+        """UTC epoch seconds of the first window starting at or after ``end`` (exclusive)."""
+        return _ceil_window(self.end)
+
+    @property
     def first_hour_epoch(self) -> int:
-        return _ceil_hour(self.start)
+        """The UTC hour of the first window (stored rows are keyed by hour: this bounds the index scan)."""
+        return self.first_window_epoch // HOUR_S * HOUR_S
 
     @property
     def end_hour_epoch(self) -> int:
-        return _ceil_hour(self.end)
+        """The first UTC hour after the last window (exclusive)."""
+        return -(-self.end_window_epoch // HOUR_S) * HOUR_S
 
     def bucket_bounds(self) -> tuple[int | date, int | date]:
-        """Keys of the first and last bucket (hour: UTC epoch seconds; otherwise the local start date)."""
-        last_hour = self.end_hour_epoch - HOUR_S
-        return (bucket_key(self.first_hour_epoch, self.granularity, self.zone),
-                bucket_key(last_hour, self.granularity, self.zone))
+        """Keys of the first and last bucket (quarter_hour and hour: UTC epoch seconds of the bucket's start;
+        otherwise its local start date)."""
+        return (bucket_key(self.first_window_epoch, self.granularity, self.zone),
+                bucket_key(self.end_window_epoch - WINDOW_S, self.granularity, self.zone))
+
+    def bucket_keys(self) -> list[int | date]:
+        """Every bucket of the range, in order: what a zero-filled series holds."""
+        first, last = self.bucket_bounds()
+        if self.granularity == "hour":  # local hours: 30 or 45 minutes past a UTC hour in some zones
+            keys, zone = [], self.zone
+            for window in range(self.first_window_epoch, self.end_window_epoch, WINDOW_S):
+                key = bucket_key(window, "hour", zone)
+                if not keys or keys[-1] != key:
+                    keys.append(key)
+            return keys
+        keys = [first]
+        while keys[-1] != last:
+            keys.append(next_bucket(keys[-1], self.granularity))
+        return keys
 
     def bucket_count(self) -> int:
         first, last = self.bucket_bounds()
+        if self.granularity == "quarter_hour":
+            return (last - first) // WINDOW_S + 1
         if self.granularity == "hour":
-            return (last - first) // HOUR_S + 1
+            hours = (last - first) // HOUR_S + 1
+            # Local hours are whole UTC hours apart except across a 30-minute DST shift (Lord_Howe): count them
+            # one by one unless the range is far beyond the limit anyway.
+            return hours if hours > 2 * MAX_BUCKETS else len(self.bucket_keys())
         if self.granularity == "month":
             return (last.year - first.year) * 12 + last.month - first.month + 1
         return (last - first).days // (7 if self.granularity == "week" else 1) + 1
-
-    def fill_bounds(self) -> tuple[int | date, int | date]:
-        """WITH FILL's FROM and (exclusive) TO."""
-        first, last = self.bucket_bounds()
-        return first, next_bucket(last, self.granularity)
 
 
 def parse_request(scope: str, scope_id: str, start_text: str, end_text: str, tz: str = "UTC",
@@ -137,9 +167,9 @@ def parse_request(scope: str, scope_id: str, start_text: str, end_text: str, tz:
         raise QueryError("unknown granularity", f"{shown(granularity)}: granularity must be one of "
                                                 f"{', '.join(GRANULARITIES)} (or auto)")
     request = UsageRequest(scope, scope_id, start, end, tz, granularity)
-    if request.first_hour_epoch >= request.end_hour_epoch:
-        raise QueryError("range holds no hour", "usage is stored per UTC hour and no hour starts inside "
-                                                "[from, to); widen the range")
+    if request.first_window_epoch >= request.end_window_epoch:
+        raise QueryError("range holds no window", "usage is stored per 15-minute window and no window starts "
+                                                  "inside [from, to); widen the range")
     first_bucket = request.bucket_bounds()[0]
     if granularity in EARLIEST_BUCKET and first_bucket < EARLIEST_BUCKET[granularity]:
         earliest = EARLIEST_BUCKET[granularity]
@@ -187,35 +217,48 @@ def parse_instant(text: str, zone: ZoneInfo, name: str) -> datetime:
     return value
 
 
-def bucket_key(hour_epoch: int, granularity: str, zone: ZoneInfo) -> int | date:
-    """The bucket a stored hour (UTC epoch seconds of its start) falls in, as ClickHouse computes it."""
+def bucket_key(window_epoch: int, granularity: str, zone: ZoneInfo) -> int | date:
+    """The bucket a stored window (UTC epoch seconds of its start) falls in, as the query module's SQL computes
+    it: the window itself, its local hour's start (epoch seconds), or the local date of its day, week's Monday
+    or month's first day."""
+    if granularity == "quarter_hour":
+        return window_epoch
+    local = datetime.fromtimestamp(window_epoch, zone)
     if granularity == "hour":
-        return hour_epoch
-    day = datetime.fromtimestamp(hour_epoch, zone).date()
+        return window_epoch - local.minute * 60
+    day = local.date()
     if granularity == "week":
         return day - timedelta(days=day.weekday())  # ISO weeks: Monday
     return day.replace(day=1) if granularity == "month" else day
 
 
 def next_bucket(key: int | date, granularity: str) -> int | date:
-    if granularity == "hour":
-        return key + HOUR_S
+    """The bucket after ``key`` (not for hour: local hours are not evenly spaced across a 30-minute DST shift;
+    see UsageRequest.bucket_keys)."""
+    if granularity == "quarter_hour":
+        return key + WINDOW_S
     if granularity == "month":
         return date(key.year + key.month // 12, key.month % 12 + 1, 1)
     return key + timedelta(days=7 if granularity == "week" else 1)
 
 
 def bucket_start(key: int | date, granularity: str, zone: ZoneInfo) -> datetime:
-    """A bucket's start as an aware local datetime: the UTC hour, or local midnight of the start date."""
-    if granularity == "hour":
+    """A bucket's start as an aware local datetime: the window or local hour, or local midnight of the date.
+
+    A local hour's key is its window's instant less the local minutes; where a DST shift of 30 minutes skips
+    the hour's first half (Australia/Lord_Howe), the hour starts at its first window instead."""
+    if granularity == "quarter_hour":
         return datetime.fromtimestamp(key, zone)
+    if granularity == "hour":
+        first = next((w for w in range(key, key + HOUR_S, WINDOW_S) if bucket_key(w, "hour", zone) == key), key)
+        return datetime.fromtimestamp(first, zone)
     return datetime.combine(key, time(), zone)
 
 
-def _ceil_hour(instant: datetime) -> int:
-    """Epoch seconds of the first UTC hour starting at or after ``instant`` (integer maths: exact)."""
-    hours = -(-(instant - FIRST_INSTANT) // timedelta(hours=1))
-    return hours * HOUR_S
+def _ceil_window(instant: datetime) -> int:
+    """Epoch seconds of the first 15-minute window starting at or after ``instant`` (integer maths: exact)."""
+    windows = -(-(instant - FIRST_INSTANT) // timedelta(seconds=WINDOW_S))
+    return windows * WINDOW_S
 
 
 def _wall_clock(instant: datetime, zone: ZoneInfo) -> datetime:

@@ -96,6 +96,9 @@ async def test_compare_sets_the_range_beside_its_previous_period_of_the_same_loc
     average = Decimal(body["totals"]["avg_tokens_per_request"]) - Decimal(body["previous_totals"]["avg_tokens_per_request"])
     assert Decimal(body["changes"]["avg_tokens_per_request"]["difference"]) == average
     assert body["status"]["state"] == body["previous_status"]["state"] == "usage"
+    summary = await body_of(await get(api, "summary", scope="key", id="key-a", tz="Europe/Berlin",
+                                      **{"from": from_, "to": to}))
+    assert body["freshness"] == summary["freshness"] and body["freshness"]["lateness_bound_s"] == 7 * 86400
 
 
 async def test_compare_says_when_the_previous_period_is_empty_or_does_not_exist(api, store):  # noqa: F811
@@ -122,6 +125,7 @@ async def test_month_to_date_projects_the_month_end_with_the_budgets_rule(api, s
     assert (datetime.fromisoformat(body["month_start"]), datetime.fromisoformat(body["month_end"])) == (
         month_start, month_end)
     assert datetime.fromisoformat(body["as_of"]) == NOW and body["trend_days"] == 7
+    assert set(body["freshness"]) == {"counted_through", "lateness_bound_s"}
     spent = ledger_totals(store, "key-a", month_start, NOW)["total_cost"]
     assert Decimal(body["spent_usd"]) == spent > 0
     # The trend window: from local midnight 7 days before today (NOW is on 2026-11-10 in all three zones), moved
@@ -162,7 +166,7 @@ async def test_busiest_keys_rank_every_key_by_requests_in_the_range(api, store):
         t = truth[row["api_key_id"]]
         assert (row["requests"], row["total_tokens"], Decimal(row["total_cost"])) == (
             t["requests"], t["total_tokens"], t["total_cost"])
-    assert body["limit"] == 10 and body["tz"] == "Europe/Berlin"
+    assert body["limit"] == 10 and body["tz"] == "Europe/Berlin" and "counted_through" in body["freshness"]
     one = await body_of(await get(api, "busiest-keys", limit="1", **params))
     assert [k["api_key_id"] for k in one["keys"]] == ranked[:1]
     # key-c stopped on 2026-10-22: a later range ranks only the others

@@ -13,6 +13,7 @@ own browser download is never used.
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime
 import io
 from urllib.parse import quote
 from collections.abc import AsyncIterator
@@ -206,6 +207,13 @@ async def assert_page_shows(page: Page, site: str, store, key: str, range_: tupl
     assert charts["requests"]["data"] == [[b.requests for b in buckets]]
     assert charts["cost"]["data"] == [[float(b.total_cost) for b in buckets]]
 
+    freshness = store.queries.freshness()
+    shown = await page.locator("#freshness").text_content()
+    if freshness.counted_through is None:
+        assert shown == "Nothing counted yet. Events may arrive up to 7 days late."
+    else:
+        assert shown.startswith("Counted through ") and shown.endswith("Events may still arrive up to 7 days late.")
+
     models = store.queries.models(request).models
     rows = await page.locator("#models-body tr").evaluate_all(
         "rows => rows.map(r => [...r.children].map(c => c.textContent))")
@@ -238,6 +246,21 @@ async def test_admin_sees_the_numbers_charts_and_models_of_each_range(open_page,
     await page.get_by_label("Find a key").fill("key-c")  # prefix search asks /api/v1/keys?q=
     await wait_for_range(page, "key-c", *RANGES["24h"])
     assert await page.locator("#key option").all_text_contents() == ["key-c"]
+
+
+async def test_the_page_says_how_fresh_its_numbers_are(open_page, site, store):  # noqa: F811
+    from pipeline.metering.failpoints import Failpoints
+    from pipeline.metering.sink import RollupWriter
+    writer = RollupWriter(store.client, "usage", 7 * 86400, Failpoints())
+    through = datetime(2026, 11, 10, 11, 59, 30, tzinfo=UTC)
+    assert writer.record_freshness(0, writer.progress(0), int(through.timestamp() * 1000))
+    page = await open_page("/usage")
+    await assert_page_shows(page, site, store, "key-a", RANGES["7d"])
+    text = await page.locator("#freshness").text_content()
+    assert "12:59:30" in text or "12:59:30 PM" in text  # 11:59:30 UTC shown in Berlin (UTC+1)
+    api = await api_json(site, "summary", scope="key", id="key-a", **{"from": RANGES["7d"][0], "to": RANGES["7d"][1],
+                                                                    "tz": TZ})
+    assert api["freshness"] == {"counted_through": "2026-11-10T11:59:30+00:00", "lateness_bound_s": 604800}
 
 
 async def test_export_downloads_the_csv_of_the_range(open_page, store):  # noqa: F811

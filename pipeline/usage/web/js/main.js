@@ -10,7 +10,8 @@ import { renderCharts } from "./charts.js";
 import { downloadCsv } from "./download.js";
 import { clearComparison, renderComparison, renderEfficiency, renderMonth } from "./insights.js";
 import { DEFAULT_PRESET, PRESETS, apiRange, browserZone, isDate, isZone, shownDays, zoneNames } from "./range.js";
-import { announce, renderCards, renderModels, renderRangeNote, renderSeriesTable, showError } from "./view.js";
+import { announce, renderCards, renderFreshness, renderModels, renderRangeNote, renderSeriesTable, showError }
+  from "./view.js";
 
 const KEY_LIST_LIMIT = 200;
 const FILTER_DELAY_MS = 250;
@@ -232,6 +233,7 @@ async function load() {
     if (comparison) renderComparison(comparison);
     else clearComparison();
     renderRangeNote(summary.status);
+    renderFreshness(summary.freshness, state.tz);
     renderModels(models);
     renderEfficiency(models);
     renderCharts(series, alertMarks(alerts?.alerts ?? [], series.buckets));

@@ -103,6 +103,27 @@ export function renderRangeNote(status) {
     : status.has_usage ? "" : "No requests in this period.";
 }
 
+/** How fresh the numbers are (the API's `freshness`): the instant up to which every event in Kafka is
+ * counted, in the page's zone, and how late events may still arrive. */
+export function renderFreshness(freshness, tz) {
+  const line = $("#freshness");
+  const days = freshness.lateness_bound_s / 86400;
+  const late = days >= 1 ? `${days} day${days === 1 ? "" : "s"}` : `${freshness.lateness_bound_s / 3600} h`;
+  if (freshness.counted_through === null) {
+    line.dataset.state = "unknown";
+    line.textContent = `Nothing counted yet. Events may arrive up to ${late} late.`;
+    return;
+  }
+  const through = new Date(freshness.counted_through);
+  // dateStyle/timeStyle cannot be combined with timeZoneName: spell the fields out.
+  const shown = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    hourCycle: "h23", timeZone: tz, timeZoneName: "short" }).format(through);
+  line.dataset.state = "known";
+  line.textContent = `Counted through ${shown}: every event received before then is in these numbers. ` +
+    `Events may still arrive up to ${late} late.`;
+}
+
 /** The polite live line: "Loading usage…", "Updated", "Downloaded …". */
 export function announce(text) {
   $("#status").textContent = text;
