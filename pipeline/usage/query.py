@@ -272,7 +272,8 @@ class UsageQueries:
     def series(self, request: UsageRequest) -> Series:
         """Every bucket of the range in order, zero where there was no usage."""
         found = {row.pop("bucket"): row for row in self._named(SERIES_SQL, request)}
-        empty = {measure.name: 0 for measure in SERIES_MEASURES}
+        # money is a Decimal like every other amount (the JSON says "0", a decimal string, not the number 0)
+        empty = {measure.name: Decimal(0) if measure.unit == "USD" else 0 for measure in SERIES_MEASURES}
         buckets = []
         for key in request.bucket_keys():
             row = found.get(key, empty)

@@ -114,6 +114,15 @@ async def test_compare_says_when_the_previous_period_is_empty_or_does_not_exist(
     assert body["changes"]["requests"] == {"difference": None, "relative": None}
 
 
+async def test_empty_buckets_carry_money_as_decimal_text_like_the_others(api):
+    """The series fills buckets without usage; their cost is "0", a decimal string as documented, never the JSON
+    number 0 (the page formats money from the text, and the OpenAPI document says string)."""
+    body = await body_of(await get(api, "series", scope="key", id="key-a", **{"from": "2026-10-10",
+                                                                            "to": "2026-10-25"}))
+    costs = [bucket["total_cost"] for bucket in body["buckets"]]
+    assert costs[0] == "0" and costs[-1] != "0" and all(isinstance(cost, str) for cost in costs)
+
+
 # ---- month to date ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("tz", ["Europe/Berlin", "UTC", "Asia/Tokyo"])

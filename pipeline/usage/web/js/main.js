@@ -281,6 +281,7 @@ async function budgetsOf(token, params, signal) {
 
 /** What a failed request means for the reader, by HTTP status. */
 function fail(error) {
+  if (!(error instanceof ApiError)) console.error(error.stack ?? String(error)); // a bug of ours: say where
   if (error.status === 401) {
     forgetToken();
     showSignin(`The token was not accepted (401: ${error.detail || error.error}). Paste a valid token.`);
