@@ -118,11 +118,13 @@ KEY = Param("key", ID_SCHEMA, "The api_key_id whose spike alerts to list (a key 
 RANGE_RULES = """Rules across parameters (a 400 names the one broken):
 - `from` must be before `to` (`empty range`);
 - the range may span at most {max_range_days} days of local wall-clock time (`range too long`);
-- at least one UTC hour must start in [`from`, `to`): usage is stored per UTC hour (`range holds no hour`);
+- at least one 15-minute window must start in [`from`, `to`): usage is stored per 15-minute window of UTC \
+(`range holds no window`);
 - both instants lie in [1970-01-01T00:00:00Z, 2106-01-01T00:00:00Z], after applying the offset or `tz` \
 (`out of supported range`);
 - day and month buckets cannot start before 1970-01-01 in `tz`, week buckets not before Monday 1970-01-05 in \
-`tz`: ClickHouse dates begin on 1970-01-01 (`out of supported range`; hour buckets have no such limit);
+`tz`: ClickHouse dates begin on 1970-01-01 (`out of supported range`; quarter-hour and hour buckets have no such \
+limit);
 - at most {max_buckets} buckets of the chosen or automatic granularity (`too many buckets`)."""
 
 
