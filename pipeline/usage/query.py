@@ -20,14 +20,15 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from string import Template
 
 from clickhouse_connect.driver.client import Client
 
+from pipeline.alerts.state import AlertRecord, read_key_alerts
 from pipeline.measures import CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, ERROR_REQUESTS, INPUT_COST, INPUT_TOKENS, \
     OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNPRICED_REQUESTS, Measure
-from pipeline.usage.ranges import SCOPES, QueryError, UsageRequest, bucket_start
+from pipeline.usage.ranges import SCOPES, QueryError, UsageRequest, bucket_start, previous_period
 
 # Money sums keep all 24 decimals; derived ratios are rounded half-even to these places.
 AVERAGE_PLACES = Decimal("0.01")
@@ -271,7 +272,8 @@ class UsageQueries:
     def series(self, request: UsageRequest) -> Series:
         """Every bucket of the range in order, zero where there was no usage."""
         found = {row.pop("bucket"): row for row in self._named(SERIES_SQL, request)}
-        empty = {measure.name: 0 for measure in SERIES_MEASURES}
+        # money is a Decimal like every other amount (the JSON says "0", a decimal string, not the number 0)
+        empty = {measure.name: Decimal(0) if measure.unit == "USD" else 0 for measure in SERIES_MEASURES}
         buckets = []
         for key in request.bucket_keys():
             row = found.get(key, empty)
@@ -292,6 +294,34 @@ class UsageQueries:
         sql, parameters = self._bind(EXPORT_SQL, request)
         return self._client.query_row_block_stream(sql, parameters=parameters,
                                                    settings={"max_block_size": block_rows})
+
+    def compare(self, request: UsageRequest) -> Comparison:
+        """The range's totals next to those of its previous period (:func:`~pipeline.usage.ranges.previous_period`:
+        the same local length just before ``from``), and the change of each compared measure."""
+        current = self.summary(request)
+        before = previous_period(request)
+        previous = self.summary(before) if before is not None else None
+        return Comparison(request, current.status, current.totals, before,
+                          previous.status if previous else None, previous.totals if previous else None,
+                          Changes.between(current.totals, previous.totals if previous else None),
+                          current.freshness)
+
+    def busiest_keys(self, request: UsageRequest, limit: int) -> BusiestKeys:
+        """The api_key_ids with the most requests in ``request``'s range, over every key (``request``'s scope
+        and id are not used): ties by total tokens, then cost, then id. Keys without requests are left out."""
+        sql, parameters = self._bind(BUSIEST_KEYS_SQL, request, limit=limit)
+        rows = self._client.query(sql, parameters=parameters).named_results()
+        return BusiestKeys(request.start, request.end, request.tz, limit, tuple(
+            KeyActivity(row["api_key_id"], row["requests"], row["total_tokens"], row["total_cost"]) for row in rows),
+            self.freshness())
+
+    def alerts(self, request: UsageRequest) -> KeyAlerts:
+        """The spike alerts (pipeline/alerts, ``alert_state``) of the key ``request`` names that were open at some
+        instant of its range, open or resolved, oldest first. Only keys have alerts: another scope has none."""
+        if request.scope != "key":
+            return KeyAlerts(request, ())
+        records = read_key_alerts(self._client, request.scope_id, request.start, request.end)
+        return KeyAlerts(request, tuple(SpikeAlert.of(record) for record in records))
 
     def _status(self, request: UsageRequest, has_usage: bool) -> Status:
         if has_usage:
@@ -328,3 +358,141 @@ def _ratio(numerator: int, denominator: int, places: Decimal) -> Decimal | None:
     if not denominator:
         return None
     return (Decimal(numerator) / Decimal(denominator)).quantize(places, rounding=ROUND_HALF_EVEN)
+
+
+# ---- the previous period, the busiest keys and a key's spike alerts -------------------------------------
+
+RELATIVE_PLACES = Decimal("0.0001")
+# What Comparison compares: every Totals measure a card shows.
+COMPARED = ("total_tokens", "input_tokens", "output_tokens", "requests", "error_requests", "cache_read_tokens",
+            "cache_write_tokens", "reasoning_tokens", "total_cost", "avg_tokens_per_request", "output_input_ratio")
+
+
+@dataclass(frozen=True)
+class Change:
+    """current - previous of one measure. ``difference``: exact (an integer for counts, a decimal for money and
+    ratios); None when either side is None (a ratio without a denominator). ``relative`` = difference /
+    previous, rounded half-even to 4 places (0.25 = +25%); None when the previous value is 0 or None."""
+
+    difference: int | Decimal | None
+    relative: Decimal | None
+
+    @classmethod
+    def of(cls, current: int | Decimal | None, previous: int | Decimal | None) -> "Change":
+        if current is None or previous is None:
+            return cls(None, None)
+        difference = current - previous
+        relative = None
+        if previous:
+            with localcontext() as context:  # exact enough for Decimal(38, 24) sums: one rounding, at the end
+                context.prec = 100
+                relative = (Decimal(difference) / Decimal(previous)).quantize(RELATIVE_PLACES,
+                                                                              rounding=ROUND_HALF_EVEN)
+        return cls(difference, relative)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The change of each measure the range and its previous period are compared on, by name."""
+
+    total_tokens: Change
+    input_tokens: Change
+    output_tokens: Change
+    requests: Change
+    error_requests: Change
+    cache_read_tokens: Change
+    cache_write_tokens: Change
+    reasoning_tokens: Change
+    total_cost: Change
+    avg_tokens_per_request: Change
+    output_input_ratio: Change
+
+    @classmethod
+    def between(cls, current: Totals, previous: Totals | None) -> "Changes":
+        """All None without a previous period."""
+        return cls(**{name: Change.of(getattr(current, name), getattr(previous, name) if previous else None)
+                      for name in COMPARED})
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A range and its previous period side by side. ``previous_request`` is None (and so are
+    ``previous_status`` and ``previous_totals``) when that period would start before 1970-01-01 UTC."""
+
+    request: UsageRequest
+    status: Status
+    totals: Totals
+    previous_request: UsageRequest | None
+    previous_status: Status | None
+    previous_totals: Totals | None
+    changes: Changes
+    freshness: Freshness
+
+
+@dataclass(frozen=True)
+class KeyActivity:
+    api_key_id: str
+    requests: int
+    total_tokens: int  # input + output
+    total_cost: Decimal  # USD, exact
+
+
+@dataclass(frozen=True)
+class BusiestKeys:
+    """At most ``limit`` keys of [start, end), the busiest first (most requests; ties by total tokens, cost, id)."""
+
+    start: datetime
+    end: datetime
+    tz: str
+    limit: int
+    keys: tuple[KeyActivity, ...]
+    freshness: Freshness
+
+
+# _IN_RANGE without the scope: every key's windows starting in the range.
+BUSIEST_KEYS_SQL = """
+SELECT api_key_id, sum(requests) AS requests, sum(input_tokens) + sum(output_tokens) AS total_tokens,
+       sum(total_cost) AS total_cost
+FROM usage_15m
+WHERE hour >= toDateTime({first_hour:UInt32}, 'UTC') AND hour < toDateTime({end_hour:UInt32}, 'UTC')
+  AND window_start >= toDateTime({first_window:UInt32}, 'UTC') AND window_start < toDateTime({end_window:UInt32}, 'UTC')
+GROUP BY api_key_id
+HAVING requests > 0
+ORDER BY requests DESC, total_tokens DESC, total_cost DESC, api_key_id
+LIMIT {limit:UInt32}"""
+
+
+@dataclass(frozen=True)
+class SpikeAlert:
+    """One usage-spike alert (docs/alerts.md): what fired (``model``, "*" for the key's total over its models,
+    and ``metric``: tokens, requests or cost), when (``opened_at``; ``resolved_at`` None while open) and why
+    (``rule``, ``reason``). ``value`` is the last observed usage of the last 60 minutes, ``peak`` the highest
+    while open, ``threshold`` and ``baseline`` what it was compared with: all per hour, in the metric's unit
+    (tokens, requests or USD; estimates, not ledger amounts)."""
+
+    model: str
+    metric: str
+    status: str  # "firing" or "resolved"
+    severity: str
+    rule: str  # "baseline", "new_key" or "static"
+    reason: str
+    opened_at: datetime  # UTC
+    resolved_at: datetime | None
+    updated_at: datetime
+    value: float
+    peak: float
+    threshold: float
+    baseline: float
+
+    @classmethod
+    def of(cls, record: AlertRecord) -> "SpikeAlert":
+        """From the alert runner's record (what channels were told is left out)."""
+        return cls(record.key.model, record.key.metric, record.status, record.severity, record.rule, record.reason,
+                   record.opened_at, record.resolved_at, record.updated_at, record.value, record.peak,
+                   record.threshold, record.baseline)
+
+
+@dataclass(frozen=True)
+class KeyAlerts:
+    request: UsageRequest
+    alerts: tuple[SpikeAlert, ...]

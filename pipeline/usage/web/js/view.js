@@ -3,22 +3,32 @@
 // the data.
 
 import { exactUsd, formatBucket, formatInteger, formatShare, formatUsd } from "./format.js";
+import { formatStat } from "./insights.js";
 
 const $ = (selector) => document.querySelector(selector);
 
-/** The five cards, from a Summary's totals. data-exact keeps the API's value for copy/paste and tests. */
+/** The cards, from a Summary's totals. data-exact keeps the API's value for copy/paste and tests. */
 export function renderCards(totals) {
-  for (const name of ["total_tokens", "input_tokens", "output_tokens", "requests"]) {
-    setValue(name, formatInteger(totals[name]), String(totals[name]));
+  for (const value of document.querySelectorAll("[data-stat]")) {
+    const name = value.dataset.stat;
+    const exact = totals[name] === null ? "" : String(totals[name]);
+    const title = name === "total_cost" ? `${exactUsd(totals.total_cost)} exactly`
+      : totals[name] === null ? EMPTY_RATIOS[name] : undefined;
+    setValue(name, formatStat(name, totals[name]), exact, title);
   }
-  setValue("total_cost", formatUsd(totals.total_cost), totals.total_cost, `${exactUsd(totals.total_cost)} exactly`);
 }
+
+const EMPTY_RATIOS = {
+  avg_tokens_per_request: "no requests in this period",
+  output_input_ratio: "no input tokens in this period",
+};
 
 function setValue(stat, text, exact, title) {
   const value = document.querySelector(`[data-stat="${stat}"]`);
   value.textContent = text;
   value.dataset.exact = exact;
   if (title) value.title = title;
+  else value.removeAttribute("title");
 }
 
 /** The per-model table, or the "No model usage data" state, from a ModelBreakdown and its Status. */
@@ -62,6 +72,7 @@ export function renderSeriesTable(series) {
       cell("td", formatInteger(bucket.output_tokens), "number"),
       cell("td", formatInteger(bucket.total_tokens), "number"),
       cell("td", formatInteger(bucket.requests), "number"),
+      cell("td", formatUsd(bucket.total_cost), "number"),
     );
     row.firstChild.scope = "row";
     return row;
