@@ -5,12 +5,12 @@ For each module of tests/mutation/modules.toml: a working copy of the sources an
 fork server that keeps pytest and the third-party libraries imported (tests/mutation/forkserver.py), a clean run
 that must pass, then ``cosmic-ray init`` and ``cosmic-ray exec`` over that copy with the module's fast tests.
 
-The score of a module is killed / (mutants - signature annotations - equivalent):
+The score of a module is killed / (mutants - annotations not run - equivalent):
 
 - cosmic-ray also mutates annotations (``int | None`` -> ``int - None``). Every core module postpones them
-  (``from __future__ import annotations``), so those of parameters and returns are never evaluated: their mutants
-  are marked skipped and not run. Annotations of variables and class fields are run, and a survivor among them
-  is equivalent for the same reason, except in a msgspec Struct (msgspec evaluates its fields' annotations).
+  (``from __future__ import annotations``), so they stay strings that nothing in meterline evaluates (dataclasses
+  only look for ``ClassVar``/``InitVar``, which no operator can produce): their mutants are marked skipped and not
+  run. The exception is a msgspec Struct, whose fields' annotations msgspec evaluates: those are run like code.
 - Any other survivor is equivalent only if tests/mutation/equivalent.md names it (its line before and after the
   mutation) with the reason it cannot change behaviour; an entry that matches no survivor is reported as stale.
 
@@ -72,13 +72,13 @@ class Outcome:
     timeouts: int = 0
     survivors: list[tuple[str, str, str]] = field(default_factory=list)  # (operator, diff, job id)
     equivalent: list[tuple[str, str, Equivalent]] = field(default_factory=list)
-    signature_annotations: int = 0  # mutants of parameter and return annotations: never run (never evaluated)
+    annotations: int = 0  # mutants of postponed annotations outside msgspec Structs: never run (never evaluated)
     errors: int = 0  # incompetent or a worker exception: counted as survivors
     seconds: float = 0.0
 
     @property
     def score(self) -> float:
-        judged = self.mutants - self.signature_annotations - len(self.equivalent)
+        judged = self.mutants - self.annotations - len(self.equivalent)
         return 100.0 * self.killed / judged if judged else 100.0
 
 
@@ -139,6 +139,9 @@ class Annotations:
     def in_signature(self, start: tuple[int, int], end: tuple[int, int]) -> bool:
         return any(low <= start and end <= high for low, high in self.signatures)
 
+    def never_evaluated(self, start: tuple[int, int], end: tuple[int, int]) -> bool:
+        return self.in_signature(start, end) or self.in_variable(start, end)
+
     def in_variable(self, start: tuple[int, int], end: tuple[int, int]) -> bool:
         return any(low <= start and end <= high for low, high in self.variables)
 
@@ -147,16 +150,16 @@ def _span(node: ast.AST) -> tuple[tuple[int, int], tuple[int, int]]:
     return (node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset)
 
 
-def skip_signature_annotations(session: Path, annotations: Annotations) -> int:
-    """Marks the mutants of parameter and return annotations as skipped: postponed annotations of functions
-    are never evaluated (nothing in meterline reads them), so running their tests would only cost time.
-    Annotations of class bodies are run: msgspec evaluates those of its Structs."""
+def skip_annotations(session: Path, annotations: Annotations) -> int:
+    """Marks the mutants of postponed annotations (parameters, returns, variables and fields outside msgspec
+    Structs) as skipped: nothing in meterline evaluates them, so running their tests would only cost time.
+    The fields of msgspec Structs are run: msgspec evaluates their annotations."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
     with use_db(str(session), WorkDB.Mode.open) as db:
         skipped = [item.job_id for item in db.pending_work_items
-                   if all(annotations.in_signature(tuple(m.start_pos), tuple(m.end_pos)) for m in item.mutations)]
+                   if all(annotations.never_evaluated(tuple(m.start_pos), tuple(m.end_pos)) for m in item.mutations)]
         if skipped:
             db.set_multiple_results(skipped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
     return len(skipped)
@@ -257,7 +260,7 @@ def read_results(module: Module, session: Path, equivalents: list[Equivalent], a
             mutation = item.mutations[0]
             operator = mutation.operator_name
             if result.worker_outcome == WorkerOutcome.SKIPPED:
-                outcome.signature_annotations += 1
+                outcome.annotations += 1
                 continue
             if result.test_outcome == TestOutcome.KILLED:
                 outcome.killed += 1
@@ -303,7 +306,7 @@ def run_module(module: Module, equivalents: list[Equivalent], again: bool) -> Ou
             print(f"{module.name}: re-testing {forget_survivors(session)} survivors", flush=True)
         else:
             subprocess.run([COSMIC_RAY, "init", str(config), str(session)], check=True, cwd=work, env=environment())
-        skip_signature_annotations(session, annotations)
+        skip_annotations(session, annotations)
         subprocess.run([COSMIC_RAY, "exec", str(config), str(session)], check=True, cwd=work, env=environment())
     finally:
         server.terminate()
@@ -312,7 +315,7 @@ def run_module(module: Module, equivalents: list[Equivalent], again: bool) -> Ou
     outcome = read_results(module, session, equivalents, annotations)
     outcome.seconds = time.monotonic() - started
     write_survivors(outcome, work)
-    print(f"{module.name}: {outcome.mutants} mutants ({outcome.signature_annotations} in signature annotations, "
+    print(f"{module.name}: {outcome.mutants} mutants ({outcome.annotations} in annotations, "
           f"not run), {outcome.killed} killed, {len(outcome.survivors)} survived, {len(outcome.equivalent)} "
           f"equivalent, score {outcome.score:.1f}% ({outcome.seconds:.0f} s)", flush=True)
     return outcome
@@ -326,12 +329,12 @@ def write_survivors(outcome: Outcome, work: Path) -> None:
 
 
 def summary(outcomes: list[Outcome], equivalents: list[Equivalent]) -> str:
-    rows = ["| module | mutants | in signature annotations (not run) | killed (timeouts) | survived | equivalent "
+    rows = ["| module | mutants | in annotations (not run) | killed (timeouts) | survived | equivalent "
             "(listed + annotations) | score | run time |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for o in outcomes:
         annotated = sum(e is ANNOTATION for _, _, e in o.equivalent)
-        rows.append(f"| `{o.module.path}` | {o.mutants} | {o.signature_annotations} | {o.killed} ({o.timeouts}) | "
+        rows.append(f"| `{o.module.path}` | {o.mutants} | {o.annotations} | {o.killed} ({o.timeouts}) | "
                     f"{len(o.survivors)} | {len(o.equivalent) - annotated} + {annotated} | {o.score:.1f}% | "
                     f"{o.seconds / 60:.1f} min |")
     used = {id(e) for o in outcomes for _, _, e in o.equivalent}
