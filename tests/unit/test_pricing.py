@@ -273,6 +273,9 @@ def test_snapshot_rates_are_exact_at_the_stored_scale():
     assert not_exact == NOT_EXACT_AT_STORED_SCALE
     # the rollup groups events by version string: it must identify one Rate
     assert len({rate.version for rate in rates}) == len(rates)
+    # and every model of every provider has its rates
+    owners = {f"{provider.id}/{model.id}" for provider in data.providers for model in provider.models}
+    assert len(owners) > 100 and {rate.version.split(" ")[2] for rate in rates} == owners
 
 
 def test_sheets_not_storable_at_the_scale_count_as_unpriced(book: PriceBook):
