@@ -2,13 +2,13 @@
 a sheet built here and the bounded caches (pure logic, no Kafka)."""
 
 from dataclasses import FrozenInstanceError
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from genai_prices import Usage
-from genai_prices.types import ModelPrice, Tier, TieredPrices
+from genai_prices.types import ModelPrice, Tier, TieredPrices, TimeOfDateConstraint
 
 import pipeline.metering.pricing as pricing
 from pipeline.metering.pricing import Cost, PriceBook, Rate, TieredRates, load_overrides, usd_text
@@ -42,6 +42,7 @@ def test_rates_and_costs_are_frozen_slotted_values():
     with pytest.raises(FrozenInstanceError):
         cost.input_units = 3  # type: ignore[misc]
     assert not hasattr(rate, "__dict__") and not hasattr(cost, "__dict__")
+    assert repr(rate).startswith("Rate(version='v', input_token=Decimal('0.000001'),") and "_units" not in repr(rate)
 
 
 def test_a_rate_prices_each_kind_of_token_and_each_request_with_its_own_coefficient():
@@ -65,7 +66,7 @@ def test_an_override_may_price_tokens_at_zero(tmp_path: Path):
                     'cache_read_mtok = "0.000"\n')
     [override] = load_overrides(path)
     assert (override.input_mtok, override.output_mtok, override.cache_read_mtok) == (0, 0, 0)
-    rate = PriceBook([override]).rate_for("free", None, WHEN_MS, 1000)
+    rate = PriceBook(overrides=[override]).rate_for("free", None, WHEN_MS, 1000)
     assert rate is not None and rate.cost_units(1, 1000, 10, 0, 1000, 0) == (0, 0)
 
 
@@ -102,3 +103,66 @@ def test_the_model_cache_is_bounded(monkeypatch):
     assert len(book._models) <= 300 and len(book._by_minute) <= 300
     assert book.rate_for("gpt-4o", "openai", WHEN_MS, 10) is not None
 
+
+
+def test_lookups_within_one_utc_minute_share_one_cache_entry():
+    book = PriceBook()
+    minute_ms = WHEN_MS // 60_000 * 60_000
+    rates = {book.rate_for("gpt-4o", "openai", minute_ms + offset, 10) for offset in (0, 1, 30_000, 59_999)}
+    assert len(rates) == 1 and None not in rates
+    assert list(book._by_minute) == [("gpt-4o", "openai", minute_ms // 60_000)]
+
+
+SHEET = {"input_mtok": Decimal(1), "cache_read_mtok": Decimal("0.1"), "cache_write_mtok": Decimal("1.25"),
+         "output_mtok": Decimal(3), "output_reasoning_mtok": Decimal(2), "requests_kcount": Decimal("0.5")}
+
+
+@pytest.mark.parametrize("price", list(SHEET))
+@pytest.mark.parametrize("factor", ["0.5", "2"])
+def test_a_rate_that_disagrees_with_its_original_sheet_on_any_price_either_way_is_refused(price, factor):
+    """The derived rate is checked against the original sheet with one usage in its band that has tokens of every
+    kind: any difference, in any one price, above or below, means the sheet is not linear as assumed, and
+    pricing with it would be inexact."""
+    flat = ModelPrice(**SHEET)
+    original = ModelPrice(**SHEET | {price: SHEET[price] * Decimal(factor)})
+    assert pricing._derive_rate("v", flat, flat, 10).coefficients() == (
+        Decimal("0.000001"), Decimal("1E-7"), Decimal("0.00000125"), Decimal("0.0005"), Decimal("0.000003"),
+        Decimal("0.000002"), Decimal(0))
+    with pytest.raises(pricing.PricingError, match="^v: genai-prices is not linear as assumed"):
+        pricing._derive_rate("v", flat, original, 10)
+
+
+def test_a_time_of_day_price_is_named_by_its_utc_times():
+    beijing = timezone(timedelta(hours=8))
+    assert pricing._describe(TimeOfDateConstraint(time(8, 30, tzinfo=beijing), time(0, 30, tzinfo=beijing))) \
+        == " 00:30-16:30Z"
+    assert pricing._describe(TimeOfDateConstraint(time(1, 0), time(4, 0))) == " 01:00-04:00Z"  # no offset: UTC
+
+
+def test_a_request_fee_may_use_all_24_places_and_a_per_million_price_18(tmp_path: Path):
+    path = tmp_path / "prices.toml"
+    base = '[[price]]\nmodel = "m"\neffective_from = 2026-01-01\n'
+    path.write_text(base + 'input_mtok = "0.000000000000000001"\noutput_mtok = "1"\n'
+                    'request = "0.000000000000000000000001"\n')
+    [override] = load_overrides(path)
+    assert override.request == Decimal("1E-24") and override.input_mtok == Decimal("1E-18")
+    path.write_text(base + 'input_mtok = "0.0000000000000000001"\noutput_mtok = "1"\n')
+    with pytest.raises(pricing.PricingError, match="field 'input_mtok': '0.0000000000000000001' is not exact in USD "
+                                                   "per token at 24 decimal places"):
+        load_overrides(path)
+
+
+def test_equal_price_periods_and_equal_models_keep_their_own_names():
+    """The version names the period and the provider that were chosen, even where the snapshot holds another that
+    compares equal (deepseek-flash's 01:00-04:00 and 06:00-10:00 prices; one Kimi model at doubleword and modal):
+    the ledger's price_version says which sheet priced a row."""
+    book, day = PriceBook(), datetime(2026, 11, 25, tzinfo=UTC)
+    versions = [book.rate_for("deepseek-flash", "deepseek", int(day.replace(hour=hour).timestamp() * 1000), 10)
+                for hour in (2, 7)]
+    assert [rate and rate.version.split(" ", 3)[3] for rate in versions] == [
+        "p1 01:00-04:00Z", "p2 06:00-10:00Z"]
+    assert versions[0] is not None and versions[1] is not None
+    assert versions[0].coefficients() == versions[1].coefficients()
+    for provider in ("doubleword", "modal"):
+        rate = book.rate_for("moonshotai/Kimi-K3.1-Pro", provider, WHEN_MS, 10)
+        assert rate is not None and rate.version.split(" ")[2] == f"{provider}/moonshotai/Kimi-K3.1-Pro"
