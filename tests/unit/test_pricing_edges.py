@@ -11,7 +11,7 @@ from genai_prices import Usage
 from genai_prices.types import ModelPrice, Tier, TieredPrices, TimeOfDateConstraint
 
 import pipeline.metering.pricing as pricing
-from pipeline.metering.pricing import Cost, PriceBook, Rate, TieredRates, load_overrides, usd_text
+from pipeline.metering.pricing import Cost, PriceBook, PriceOverride, PricingError, Rate, TieredRates, load_overrides, usd_text
 
 WHEN_MS = int(datetime(2026, 6, 1, 12, tzinfo=UTC).timestamp() * 1000)
 
@@ -41,7 +41,10 @@ def test_rates_and_costs_are_frozen_slotted_values():
     cost = Cost(1, 2)
     with pytest.raises(FrozenInstanceError):
         cost.input_units = 3  # type: ignore[misc]
-    assert not hasattr(rate, "__dict__") and not hasattr(cost, "__dict__")
+    override = PriceOverride("m", datetime(2026, 1, 1, tzinfo=UTC), Decimal(1), Decimal(2))
+    with pytest.raises(FrozenInstanceError):
+        override.model = "n"  # type: ignore[misc]
+    assert not any(hasattr(value, "__dict__") for value in (rate, cost, override))
     assert repr(rate).startswith("Rate(version='v', input_token=Decimal('0.000001'),") and "_units" not in repr(rate)
 
 
@@ -51,6 +54,19 @@ def test_a_rate_prices_each_kind_of_token_and_each_request_with_its_own_coeffici
     # 4 requests, 100 input tokens of which 20 cache reads and 10 cache writes, 50 output of which 30 reasoning
     assert rate.cost_units(4, 100, 20, 10, 50, 30) == (70 * 2 + 20 * 3 + 10 * 5 + 4 * 7, 20 * 11 + 30 * 13 + 4 * 17)
     assert rate.cost(4, 100, 20, 10, 50, 30) == (Decimal("278E-24"), Decimal("678E-24"))
+
+
+@pytest.mark.parametrize("coefficient", [Decimal("1E-25"), Decimal("0.1234567890123456789012345"), Decimal("sNaN")])
+def test_a_rate_refuses_a_coefficient_that_is_not_a_whole_number_of_units(coefficient):
+    with pytest.raises(PricingError, match=" USD is not a whole number of 1e-24 USD$"):
+        Rate("v", Decimal(0), Decimal(0), Decimal(0), Decimal(0), coefficient, Decimal(0), Decimal(0))
+
+
+def test_amounts_of_up_to_50_digits_at_24_places_are_told_too_large_beyond_that_inexact():
+    with pytest.raises(PricingError, match=r"^1E\+25 USD does not fit Decimal\(38, 24\)$"):
+        pricing.quantize_usd(Decimal("1E+25"))  # 50 digits at 24 places: exact, but more than 38
+    with pytest.raises(PricingError, match=r"^1E\+26 USD does not fit Decimal\(38, 24\) exactly$"):
+        pricing.quantize_usd(Decimal("1E+26"))  # 51 digits: beyond the exact context's 50
 
 
 @pytest.mark.parametrize("places", [16, 24])
@@ -77,6 +93,22 @@ def tiered_sheet(first_tier: int) -> ModelPrice:
                       output_mtok=Decimal(3))
 
 
+def test_each_band_of_a_sheet_with_several_tiers_has_its_own_price():
+    """Tiers at 5, 6 and 100 input tokens: the band (5, 6] holds one count only, and each band is priced with
+    its own tier, as genai-prices prices it."""
+    sheet = ModelPrice(input_mtok=TieredPrices(base=Decimal(1), tiers=[
+        Tier(start=5, price=Decimal(2)), Tier(start=6, price=Decimal(3)), Tier(start=100, price=Decimal(4))]),
+        output_mtok=Decimal(5))
+    priced = pricing._sheet_rates("v", sheet)
+    assert isinstance(priced, TieredRates) and priced.starts == (5, 6, 100)
+    for tokens, band, usd_per_mtok in ((1, "in<=5", 1), (5, "in<=5", 1), (6, "in>5", 2), (7, "in>6", 3),
+                                       (100, "in>6", 3), (101, "in>100", 4)):
+        rate = priced.rate_for(tokens)
+        assert rate is not None and rate.version == f"v {band}" and rate.input_token == Decimal(usd_per_mtok) / 10**6
+        expected = sheet.calc_price(Usage(input_tokens=tokens, output_tokens=2))
+        assert rate.cost(1, tokens, 0, 0, 2, 0) == (expected["input_price"], expected["output_price"])
+
+
 @pytest.mark.parametrize("first_tier", [5, 10, 1000])
 def test_a_tier_applies_above_its_start_as_in_genai_prices(first_tier):
     sheet = tiered_sheet(first_tier)
@@ -100,7 +132,7 @@ def test_the_model_cache_is_bounded(monkeypatch):
     assert len(book._models) == len(book._by_minute) == 299  # below the bound every lookup is kept
     for n in range(299, 1000):
         assert book.rate_for(f"no-such-model-{n}", None, WHEN_MS, 10) is None
-    assert len(book._models) <= 300 and len(book._by_minute) <= 300
+        assert len(book._models) <= 300 and len(book._by_minute) <= 300
     assert book.rate_for("gpt-4o", "openai", WHEN_MS, 10) is not None
 
 
