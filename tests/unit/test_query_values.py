@@ -1,11 +1,12 @@
 """What the usage view derives in Python from ClickHouse's sums: totals and their ratios, and the change from the
 previous period (pure logic; tests/integration/test_query.py checks the sums themselves on chDB)."""
 
+from dataclasses import FrozenInstanceError
 from decimal import Decimal
 
 import pytest
 
-from pipeline.usage.query import COMPARED, Change, Changes, Totals, _ratio
+from pipeline.usage.query import COMPARED, Change, Changes, ModelUsage, Totals, _ratio
 
 SUMS = {"requests": 8, "error_requests": 1, "unpriced_requests": 2, "input_tokens": 1000, "output_tokens": 333,
         "cache_read_tokens": 100, "cache_write_tokens": 50, "reasoning_tokens": 30,
@@ -85,3 +86,12 @@ def test_changes_compare_every_card_measure_by_name():
 def test_without_a_previous_period_every_change_is_unknown():
     changes = Changes.between(Totals.from_sums(SUMS), None)
     assert all(getattr(changes, name) == Change(None, None) for name in COMPARED)
+
+
+def test_answers_are_frozen_values():
+    totals = Totals.from_sums(SUMS)
+    with pytest.raises(FrozenInstanceError):
+        totals.requests = 9  # type: ignore[misc]
+    usage = ModelUsage("gpt-4o", "openai", Decimal("0.5"), totals)
+    with pytest.raises(FrozenInstanceError):
+        usage.model = "other"  # type: ignore[misc]
