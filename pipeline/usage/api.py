@@ -73,10 +73,11 @@ class ApiError(Exception):
 # ---- parameters, declared once: the OpenAPI document and the checks both come from these ----------------
 
 SCOPE = Param("scope", SCOPE_SCHEMA, "What `id` names: an api_key_id (`key`), an org_id (`org`) or a project_id "
-              "(`project`). A key token reads only `scope=key` with its own key's id (see `/api/v1/whoami`).",
-              "one of key, org, project", required=True, error="unknown scope")
-ID = Param("id", ID_SCHEMA, "The api_key_id, org_id or project_id to read (exact match).", ID_EXPECT, required=True,
-           examples=("key_globex_chat",))
+              "(`project`); `all` reads every key and takes no `id` (admin token only). A key token reads only "
+              "`scope=key` with its own key's id (see `/api/v1/whoami`).",
+              f"one of {', '.join(SCOPE_SCHEMA['enum'])}", required=True, error="unknown scope")
+ID = Param("id", ID_SCHEMA, "The api_key_id, org_id or project_id to read (exact match); required for every scope but "
+           "`all`, which takes none.", ID_EXPECT, examples=("key_globex_chat",))
 FROM = Param("from", INSTANT_SCHEMA, "Start of the range, inclusive: a date `YYYY-MM-DD` (midnight in `tz`) or "
              "an RFC 3339 date-time with an offset. The rules that involve other parameters are in the "
              "operation's description.", INSTANT_EXPECT, required=True,
@@ -101,9 +102,11 @@ LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": KEYS_MAX_LIM
 RANGE_PARAMS = (SCOPE, ID, FROM, TO, TZ)
 
 RANGE_RULES = """Rules across parameters (a 400 names the one broken):
+- `id` is required for scopes `key`, `org` and `project` (`missing 'id'`) and refused for `all` (`unexpected 'id'`);
 - `from` must be before `to` (`empty range`);
 - the range may span at most {max_range_days} days of local wall-clock time (`range too long`);
-- at least one UTC hour must start in [`from`, `to`): usage is stored per UTC hour (`range holds no hour`);
+- at least one 15-minute window of UTC must start in [`from`, `to`): usage is stored per window (`range holds no \
+window`);
 - both instants lie in [1970-01-01T00:00:00Z, 2106-01-01T00:00:00Z], after applying the offset or `tz` \
 (`out of supported range`);
 - day and month buckets cannot start before 1970-01-01 in `tz`, week buckets not before Monday 1970-01-05 in \
@@ -308,7 +311,8 @@ def _spool(chunks: Iterable[bytes], spool: IO[bytes]) -> None:
 
 def export_filename(request: UsageRequest) -> str:
     safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", request.scope_id)[:64]
-    return f"usage-{request.scope}-{safe_id}-{request.start.date()}-{request.end.date()}-{request.granularity}.csv"
+    what = f"{request.scope}-{safe_id}" if safe_id else request.scope
+    return f"usage-{what}-{request.start.date()}-{request.end.date()}-{request.granularity}.csv"
 
 
 def jsonable(value: Any) -> Any:

@@ -127,6 +127,7 @@ def test_the_api_keeps_the_promises_of_its_openapi_document(case, api_url):
 
 EPOCH, END = 0, 4_291_747_200 * 10**9  # 1970-01-01 .. 2106-01-01 UTC, in ns
 HOUR_NS = 3600 * 10**9
+WINDOW_NS = 900 * 10**9
 EARLIEST = {"day": date(1970, 1, 1), "week": date(1970, 1, 5), "month": date(1970, 1, 1)}
 
 
@@ -181,9 +182,11 @@ def _too_many_buckets(query: dict) -> bool:
 
 
 RULES = {
+    "missing 'id'": lambda q: q.get("scope") != "all" and "id" not in q,
+    "unexpected 'id'": lambda q: q.get("scope") == "all" and bool(q.get("id")),
     "empty range": lambda q: _facts(q)["start"] >= _facts(q)["end"],
     "range too long": lambda q: _facts(q)["span"] > timedelta(days=MAX_RANGE_DAYS),
-    "range holds no hour": lambda q: (f := _facts(q))["first_hour"] >= f["end_hour"],
+    "range holds no window": lambda q: -(-_facts(q)["start"] // WINDOW_NS) >= -(-_facts(q)["end"] // WINDOW_NS),
     "out of supported range": _out_of_range,
     "too many buckets": _too_many_buckets,
 }
