@@ -23,8 +23,8 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.metering.dedup import SeenRequests
 from pipeline.metering.failpoints import Failpoints
-from pipeline.measures import COSTS, COUNTED, UNPRICED, USAGE_MEASURES, Dimensions
-from pipeline.metering.pricing import USD_DECIMALS, quantize_usd, usd_text
+from pipeline.measures import COSTS, COUNTED, UNIT_COSTS, UNITS, UNPRICED, USAGE_MEASURES, Dimensions
+from pipeline.metering.money import USD_DECIMALS, quantize_usd, units_text
 from pipeline.metering.rollup import Rollup
 
 NO_PROGRESS = -1
@@ -158,15 +158,16 @@ def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> dict[str, l
     return columns
 
 
+_NONE: dict = {}  # an empty Map: shared, never mutated
 # Values of the usage columns in outcome and progress rows: zero sums, empty dimensions.
 _META_DEFAULTS = {name: "" for name in ROLLUP_COLUMNS} | {
-    measure.name: "0" if measure.unit == "USD" else 0 for measure in USAGE_MEASURES
+    measure.name: _NONE if measure.per_unit else "0" if measure.unit == "USD" else 0 for measure in USAGE_MEASURES
 } | {"hour": 0, "kafka_partition": 0, "events": 0, "last_offset": 0}
 
 
 def _usage_columns(rollup: Rollup) -> dict[str, list]:
-    """One row per group: its dimensions, its counts, its exact costs as decimal text (ClickHouse parses
-    Decimal(38, 24) from text exactly)."""
+    """One row per group: its dimensions, its counts, its exact costs as ``<units>e-24`` text (ClickHouse parses
+    Decimal(38, 24) from it exactly), and the per-unit maps (``units``, ``unit_costs``)."""
     groups = list(rollup.groups)
     n = len(groups)
     dimensions = {name: list(values) for name, values in zip(Dimensions._fields, zip(*groups))} if n else {
@@ -181,7 +182,10 @@ def _usage_columns(rollup: Rollup) -> dict[str, list]:
         **{measure.name: [getattr(c, measure.name) for c in counts] for measure in COUNTED},
         "unpriced_requests": [c.requests if g.price_version == UNPRICED else 0 for g, c in zip(groups, counts)],
         **_cost_columns(costs),
-        "gateway_cost": [usd_text(_units(gateway[g])) if g in gateway else "0" for g in groups],
+        "gateway_cost": [units_text(_units(gateway[g])) if g in gateway else "0" for g in groups],
+        UNITS.name: [{k: v for k, v in c.units.items() if v} if c.units else _NONE for c in counts],
+        UNIT_COSTS.name: [_NONE if cost is None else {name: f"{v}e-24" for name, v in cost.by_unit.items()}
+                          for cost in costs],
         "events": [0] * n, "last_offset": [0] * n,
     }
     return {name: columns[name] for name in ROLLUP_COLUMNS}
@@ -189,7 +193,7 @@ def _usage_columns(rollup: Rollup) -> dict[str, list]:
 
 def _cost_columns(costs: list) -> dict[str, list[str]]:
     units = {"input_cost": "input_units", "output_cost": "output_units", "total_cost": "total_units"}
-    return {measure.name: ["0" if cost is None else usd_text(getattr(cost, units[measure.name])) for cost in costs]
+    return {measure.name: ["0" if cost is None else units_text(getattr(cost, units[measure.name])) for cost in costs]
             for measure in COSTS}
 
 

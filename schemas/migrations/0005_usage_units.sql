@@ -1,0 +1,21 @@
+-- Every usage unit genai-prices prices (pipeline/units.py), kept per rollup row without a column per unit:
+--   units       counts of the units events reported in their `usage` object (audio/image/video tokens, 1 h
+--               cache writes, web searches, seconds, pages, ...), by genai-prices unit name;
+--   unit_costs  the cost of every priced unit (the five token columns' units and `requests` included), by unit
+--               name; the values of a row sum to its total_cost exactly.
+-- Map columns summed key by key (sumMap) keep the write path one insert and the engine an AggregatingMergeTree:
+-- a row without extra units stores an empty map (a few bytes), and queries that do not read a map never touch
+-- it. Decimal(38, 24) like every other money column. Map keys are String: sumMap rejects LowCardinality keys.
+ALTER TABLE rollups
+    ADD COLUMN IF NOT EXISTS units SimpleAggregateFunction(sumMap, Map(String, UInt64)),
+    ADD COLUMN IF NOT EXISTS unit_costs SimpleAggregateFunction(sumMap, Map(String, Decimal(38, 24)));
+
+CREATE OR REPLACE VIEW usage_hourly AS
+SELECT
+    api_key_id, org_id, project_id, model, provider, hour, price_version,
+    requests, error_requests, unpriced_requests,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+    input_cost, output_cost, total_cost, gateway_cost, gateway_cost_requests,
+    units, unit_costs
+FROM rollups
+WHERE kind = 'usage';
