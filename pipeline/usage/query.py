@@ -22,7 +22,7 @@ from string import Template
 from clickhouse_connect.driver.client import Client
 
 from pipeline.measures import CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, ERROR_REQUESTS, INPUT_COST, INPUT_TOKENS, \
-    OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNPRICED_REQUESTS, Measure
+    OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNIT_COSTS, UNITS, UNPRICED_REQUESTS, Measure
 from pipeline.usage.ranges import SCOPES, QueryError, UsageRequest, bucket_start
 
 # Money sums keep all 24 decimals; derived ratios are rounded half-even to these places.
@@ -44,16 +44,18 @@ _IN_RANGE = ("$scope = {scope_id:String} AND hour >= toDateTime({first_hour:UInt
              "AND hour < toDateTime({end_hour:UInt32}, 'UTC')")
 # The sums behind Totals, by name (pipeline/measures.py); total_tokens and the ratios are derived in Python.
 TOTALS_MEASURES = (REQUESTS, ERROR_REQUESTS, UNPRICED_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
-                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST)
+                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST, UNITS, UNIT_COSTS)
 SERIES_MEASURES = (REQUESTS, ERROR_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, TOTAL_COST)
 # Per bucket x key x model x provider in the CSV (pipeline/usage/export.py names the other columns).
 EXPORT_MEASURES = (REQUESTS, ERROR_REQUESTS, UNPRICED_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
-                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST)
+                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST, UNITS, UNIT_COSTS)
 
 
 def sums(measures: tuple[Measure, ...]) -> str:
-    """``sum(name) AS name, ...`` for the measures: every answer reads its columns by name."""
-    return ", ".join(f"sum({measure.name}) AS {measure.name}" for measure in measures)
+    """``sum(name) AS name, ...`` for the measures (``sumMap`` for a per-unit Map): every answer reads its
+    columns by name."""
+    return ", ".join(f"{'sumMap' if measure.per_unit else 'sum'}({measure.name}) AS {measure.name}"
+                     for measure in measures)
 
 
 _SUMS = sums(TOTALS_MEASURES)
@@ -88,7 +90,12 @@ EVER_USED_SQL = "SELECT count() FROM (SELECT 1 FROM usage_hourly WHERE $scope = 
 class Totals:
     """Sums over a range. ``total_tokens`` = input + output. Derived ratios are None when their denominator
     is zero: ``avg_tokens_per_request`` (total / requests, 2 places) and ``output_input_ratio`` (output /
-    input, 4 places), both rounded half-even."""
+    input, 4 places), both rounded half-even.
+
+    ``units``: every non-zero unit events reported beyond the token columns (genai-prices unit name -> count:
+    ``input_audio_tokens``, ``cache_write_1h_tokens``, ``web_searches``, ...; they are parts of the token
+    columns, see pipeline/units.py). ``unit_costs``: USD by priced unit, non-zero only; they sum to
+    ``total_cost`` exactly."""
 
     requests: int
     error_requests: int
@@ -104,11 +111,14 @@ class Totals:
     total_cost: Decimal
     avg_tokens_per_request: Decimal | None
     output_input_ratio: Decimal | None
+    units: dict[str, int]
+    unit_costs: dict[str, Decimal]
 
     @classmethod
     def from_sums(cls, sums: dict) -> "Totals":
         """From a row of :data:`TOTALS_MEASURES` sums, by name (other keys are ignored)."""
-        values = {measure.name: sums[measure.name] for measure in TOTALS_MEASURES}
+        values = {measure.name: non_zero(sums[measure.name]) if measure.per_unit else sums[measure.name]
+                  for measure in TOTALS_MEASURES}
         total = values["input_tokens"] + values["output_tokens"]
         return cls(**values, total_tokens=total,
                    avg_tokens_per_request=_ratio(total, values["requests"], AVERAGE_PLACES),
@@ -274,6 +284,11 @@ class UsageQueries:
         parameters = {"scope_id": request.scope_id, "tz": request.tz, "first_hour": request.first_hour_epoch,
                       "end_hour": request.end_hour_epoch, **extra}
         return sql, parameters
+
+
+def non_zero(summed: dict) -> dict:
+    """A summed Map without its zero entries, keys sorted (sumMap keeps keys whose sum is 0)."""
+    return {key: summed[key] for key in sorted(summed) if summed[key]}
 
 
 def _ratio(numerator: int, denominator: int, places: Decimal) -> Decimal | None:

@@ -38,8 +38,11 @@ function modelRow(model) {
   const totals = model.totals;
   const cost = cell("td", formatUsd(totals.total_cost), "number");
   cost.title = `${exactUsd(totals.total_cost)} exactly`;
+  const name = cell("th", model.model);
+  const units = unitsLine(totals);
+  if (units) name.append(units);
   row.append(
-    cell("th", model.model),
+    name,
     cell("td", model.provider || "unknown"),
     cell("td", formatInteger(totals.input_tokens), "number"),
     cell("td", formatInteger(totals.output_tokens), "number"),
@@ -49,6 +52,33 @@ function modelRow(model) {
   );
   row.firstChild.scope = "row";
   return row;
+}
+
+// Parts of the token columns shown under a model's name when non-zero: the API's own top-level names, then
+// every unit of totals.units (genai-prices names: input_audio_tokens, cache_write_1h_tokens, web_searches, ...).
+const TOP_LEVEL_PARTS = ["cache_read_tokens", "cache_write_tokens", "reasoning_tokens"];
+
+/** "cache read tokens 1,200 · input audio tokens 800 · web searches 3" (each with its cost in the tooltip),
+ * or null when the model reported nothing beyond input and output tokens. */
+function unitsLine(totals) {
+  const costs = totals.unit_costs || {};
+  const costKey = { reasoning_tokens: "output_reasoning_tokens" };
+  const entries = [
+    ...TOP_LEVEL_PARTS.filter((key) => totals[key]).map((key) => [key, totals[key]]),
+    ...Object.entries(totals.units || {}),
+  ];
+  if (entries.length === 0) return null;
+  const line = document.createElement("div");
+  line.className = "units";
+  for (const [key, count] of entries) {
+    const item = document.createElement("span");
+    item.dataset.unit = key;
+    item.textContent = `${key.replaceAll("_", " ")} ${formatInteger(count)}`;
+    const cost = costs[costKey[key] || key];
+    if (cost) item.title = `${exactUsd(cost)} exactly`;
+    line.append(item);
+  }
+  return line;
 }
 
 /** The series as a table (inside a <details>): the charts' text alternative. */
