@@ -28,8 +28,9 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from pipeline.config import ApiSettings
 from pipeline.usage.export import csv_chunks, decimal_text
-from pipeline.usage.query import ORDERS, KeyList, ModelBreakdown, PeakHours, Series, Summary, UsageQueries
-from pipeline.usage.ranges import GRANULARITIES, SCOPES, QueryError, UsageRequest, parse_request
+from pipeline.usage.query import ORDERS, KeyList, ModelBreakdown, PeakHours, Series, Summary, UnpricedModels, \
+    UsageQueries
+from pipeline.usage.ranges import GRANULARITIES, SCOPES, QueryError, UsageRequest, parse_period, parse_request
 from pipeline.usage.tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ ROUTES = (
     Route("export.csv", "CSV: one row per bucket x key x model x provider", _RANGE_PARAMS + ("granularity",), None),
     Route("keys", "Admin token only: the api_key_ids with recorded usage, sorted (the usage page's key selector)",
           ("q", "limit"), KeyList),
+    Route("unpriced", "Admin token only: every model counted without a price in the range, with its request "
+                      "count (alias or price it: docs/pricing.md)", ("from", "to", "tz"), UnpricedModels),
     Route("openapi.json", "This OpenAPI 3.1 document", (), None, public=True),
 )
 
@@ -89,7 +92,8 @@ def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settin
     """Mount the routes on an existing application (e.g. the worker's, next to /metrics)."""
     api = _UsageApi(queries, run, settings)
     handlers = {"summary": api.summary, "models": api.models, "series": api.series, "peak-hours": api.peak_hours,
-                "export.csv": api.export_csv, "keys": api.keys, "openapi.json": api.openapi}
+                "export.csv": api.export_csv, "keys": api.keys, "unpriced": api.unpriced,
+                "openapi.json": api.openapi}
     for route in ROUTES:
         app.router.add_get(f"{PREFIX_V1}/{route.name}", json_errors(handlers[route.name]))
 
@@ -135,6 +139,16 @@ class _UsageApi:
             raise QueryError("bad 'q'", "the key prefix must be at most 256 characters")
         limit = _key_limit(request.query.get("limit"))
         return web.json_response(jsonable(await self._run(self._queries.keys, prefix, limit)))
+
+    async def unpriced(self, request: web.Request) -> web.Response:
+        if not self._authenticate(request.headers.get("Authorization", "")).admin:
+            raise ApiError(403, "forbidden", "only the admin token may list unpriced models (they span every key)")
+        query = request.query
+        for name in ("from", "to"):
+            if not query.get(name):
+                raise QueryError(f"missing '{name}'", f"'{name}' is required (YYYY-MM-DD or RFC 3339)")
+        period = parse_period(query["from"], query["to"], query.get("tz") or "UTC", self._settings.max_range_days)
+        return web.json_response(jsonable(await self._run(self._queries.unpriced, period)))
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document(request.app.get(OPENAPI_EXTENSIONS, ())))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from string import Template
 
@@ -23,7 +23,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.measures import CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, ERROR_REQUESTS, INPUT_COST, INPUT_TOKENS, \
     OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNIT_COSTS, UNITS, UNPRICED_REQUESTS, Measure
-from pipeline.usage.ranges import SCOPES, QueryError, UsageRequest, bucket_start
+from pipeline.usage.ranges import SCOPES, Period, QueryError, UsageRequest, bucket_start
 
 # Money sums keep all 24 decimals; derived ratios are rounded half-even to these places.
 AVERAGE_PLACES = Decimal("0.01")
@@ -210,6 +210,43 @@ KEYS_SQL = ("SELECT DISTINCT api_key_id FROM usage_hourly WHERE startsWith(api_k
             "ORDER BY api_key_id LIMIT {limit:UInt32}")
 
 
+# Models that were counted without a price, over every key: what an operator should alias or price
+# (docs/pricing.md). A stored row counts when its hour starts in [from, to), as for every other answer.
+UNPRICED_SQL = """
+SELECT model, provider, sum(unpriced_requests) AS requests, uniqExact(api_key_id) AS keys,
+       min(hour) AS first_hour, max(hour) AS last_hour
+FROM usage_hourly
+WHERE unpriced_requests > 0 AND hour >= toDateTime({start:UInt32}, 'UTC') AND hour < toDateTime({end:UInt32}, 'UTC')
+GROUP BY model, provider
+ORDER BY requests DESC, model, provider
+LIMIT {limit:UInt32}"""
+
+
+@dataclass(frozen=True)
+class UnpricedModel:
+    """A model x provider counted without a price: its unpriced requests, how many keys sent them, and the
+    first and last stored hour (UTC) that held one."""
+
+    model: str
+    provider: str
+    requests: int
+    keys: int
+    first_hour: datetime
+    last_hour: datetime
+
+
+@dataclass(frozen=True)
+class UnpricedModels:
+    """Every model counted without a price in [start, end), most requests first (``truncated``: more than
+    ``limit`` models)."""
+
+    start: datetime
+    end: datetime
+    limit: int
+    truncated: bool
+    models: tuple[UnpricedModel, ...]
+
+
 class UsageQueries:
     """Answers for one key, org or project over a range. Synchronous: give it its own thread."""
 
@@ -220,6 +257,16 @@ class UsageQueries:
         # One row more than asked tells whether the list was cut.
         rows = self._client.query(KEYS_SQL, parameters={"prefix": prefix, "limit": limit + 1}).result_rows
         return KeyList(prefix, limit, len(rows) > limit, tuple(row[0] for row in rows[:limit]))
+
+    def unpriced(self, period: Period, limit: int = 1000) -> UnpricedModels:
+        """Models counted without a price in the period, over every key (admin only in the API)."""
+        rows = list(self._client.query(UNPRICED_SQL, parameters={
+            "start": _ceil_seconds(period.start), "end": _ceil_seconds(period.end), "limit": limit + 1}
+        ).named_results())
+        models = tuple(UnpricedModel(row["model"], row["provider"], row["requests"], row["keys"],
+                                     row["first_hour"].replace(tzinfo=UTC), row["last_hour"].replace(tzinfo=UTC))
+                       for row in rows[:limit])
+        return UnpricedModels(period.start, period.end, limit, len(rows) > limit, models)
 
     def summary(self, request: UsageRequest) -> Summary:
         totals = Totals.from_sums(self._named(SUMMARY_SQL, request)[0])
@@ -284,6 +331,12 @@ class UsageQueries:
         parameters = {"scope_id": request.scope_id, "tz": request.tz, "first_hour": request.first_hour_epoch,
                       "end_hour": request.end_hour_epoch, **extra}
         return sql, parameters
+
+
+def _ceil_seconds(instant: datetime) -> int:
+    """Epoch seconds of the first whole second at or after ``instant``."""
+    seconds = instant.timestamp()
+    return int(seconds) if seconds == int(seconds) else int(seconds) + 1
 
 
 def non_zero(summed: dict) -> dict:

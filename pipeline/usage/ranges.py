@@ -163,3 +163,26 @@ def _ceil_hour(instant: datetime) -> int:
 
 def _wall_clock(instant: datetime, zone: ZoneInfo) -> datetime:
     return instant.astimezone(zone).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A range [start, end) in a zone, over every key (e.g. the unpriced-models list). Build it with
+    :func:`parse_period`."""
+
+    start: datetime  # aware, in the requested zone; inclusive
+    end: datetime  # aware; exclusive
+    tz: str
+
+
+def parse_period(start_text: str, end_text: str, tz: str = "UTC", max_range_days: int | None = None) -> Period:
+    """``from`` and ``to`` as :func:`parse_request` reads them (dates are local midnight in ``tz``)."""
+    zone = parse_zone(tz)
+    start = parse_instant(start_text, zone, "from").astimezone(zone)
+    end = parse_instant(end_text, zone, "to").astimezone(zone)
+    if start >= end:
+        raise QueryError("empty range", f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
+    if max_range_days is not None and end - start > timedelta(days=max_range_days):
+        raise QueryError("range too long", f"the range spans {(end - start).days} days; at most {max_range_days} "
+                                           "allowed")
+    return Period(start, end, tz)

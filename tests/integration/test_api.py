@@ -20,7 +20,7 @@ from pipeline.clickhouse import ClickHouse, EmbeddedStoreBusy, connect
 from pipeline.config import ApiSettings
 from pipeline.usage.export import write_csv
 from pipeline.usage.query import UsageQueries
-from pipeline.usage.ranges import parse_request
+from pipeline.usage.ranges import parse_period, parse_request
 from pipeline.usage.tokens import LEGACY_PREFIX, issue_key_token, verify
 from test_query import store  # noqa: F401  (the seeded module fixture)
 
@@ -200,6 +200,27 @@ def run_cli(monkeypatch, url: str, *argv: str) -> int:
     return cli.main(list(argv))
 
 
+async def test_unpriced_models_are_listed_for_the_admin_only(api, store):  # noqa: F811
+    response = await get(api, "unpriced", **{"from": "2026-10-20", "to": "2026-11-10"})
+    assert response.status == 200
+    assert await response.json() == jsonable(store.queries.unpriced(parse_period("2026-10-20", "2026-11-10")))
+    assert (await response.json())["models"][0]["model"] == "my-private-model"
+    key_token = issue_key_token(SECRET, "key-a")
+    assert (await get(api, "unpriced", key_token, **{"from": "2026-10-20", "to": "2026-11-10"})).status == 403
+    missing = await get(api, "unpriced", **{"from": "2026-10-20"})
+    assert missing.status == 400 and (await missing.json())["error"] == "missing 'to'"
+
+
+def test_cli_prices_unpriced_lists_what_to_alias_or_price(store, monkeypatch, capsys):  # noqa: F811
+    assert run_cli(monkeypatch, store.url, "prices", "unpriced", "--from", "2026-10-20", "--to", "2026-11-10") == 0
+    captured = capsys.readouterr()
+    [model] = store.queries.unpriced(parse_period("2026-10-20", "2026-11-10")).models
+    assert "my-private-model" in captured.out and f"{model.requests:,}" in captured.out
+    assert "docs/pricing.md" in captured.err
+    assert run_cli(monkeypatch, store.url, "prices", "unpriced", "--from", "2025-01-01", "--to", "2025-02-01") == 0
+    assert "every model was priced" in capsys.readouterr().out
+
+
 def test_cli_usage_prints_summary_models_and_series(store, monkeypatch, capsys):  # noqa: F811
     code = run_cli(monkeypatch, store.url, "usage", "--key", "key-a", "--from", "2026-10-24", "--to", "2026-10-27",
                    "--tz", "Europe/Berlin")
@@ -273,6 +294,10 @@ async def test_cli_asks_the_running_worker_when_the_store_is_held(api, store, mo
     expected = io.StringIO(newline="")
     write_csv(store.queries, request, expected)
     assert out.read_bytes().decode() == expected.getvalue()
+    assert await asyncio.to_thread(run_cli, monkeypatch, store.url, "prices", "unpriced", "--json",
+                                   "--from", "2026-10-20", "--to", "2026-11-10") == 0
+    assert json.loads(capsys.readouterr().out) == jsonable(store.queries.unpriced(parse_period("2026-10-20",
+                                                                                              "2026-11-10")))
     monkeypatch.setenv("METERLINE_API_URL", f"http://127.0.0.1:{free_port()}")
     assert await asyncio.to_thread(run_cli, monkeypatch, store.url, "usage", *args) == 1
     assert "held by another process" in capsys.readouterr().err

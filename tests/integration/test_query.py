@@ -383,3 +383,25 @@ def test_a_year_of_hourly_csv_streams_in_blocks_with_constant_memory(clickhouse)
     series = queries.series(year)
     assert len(series.buckets) == 8784
     assert sum(b.requests for b in series.buckets) == queries.summary(year).totals.requests
+
+
+def test_unpriced_models_are_listed_with_their_request_counts(store):
+    from pipeline.usage.ranges import parse_period
+
+    answer = store.queries.unpriced(parse_period("2026-10-20", "2026-11-10"))
+    unpriced = [p for p in store.ledger if p.unpriced]
+    assert unpriced  # my-private-model has no price anywhere
+    expected = defaultdict(list)
+    for p in unpriced:
+        expected[(p.event["model"], p.event["provider"])].append(p)
+    assert [(m.model, m.provider, m.requests, m.keys) for m in answer.models] == [
+        (model, provider, len(items), len({p.event["api_key_id"] for p in items}))
+        for (model, provider), items in sorted(expected.items(), key=lambda kv: -len(kv[1]))]
+    [model] = answer.models
+    assert model.first_hour == min(p.hour for p in unpriced) and model.last_hour == max(p.hour for p in unpriced)
+    assert not answer.truncated
+    # the range follows the same rule as every answer: a stored hour counts when it starts inside it
+    week = store.queries.unpriced(parse_period("2026-10-27", "2026-11-03", "Europe/Berlin"))
+    start, end = datetime(2026, 10, 27, tzinfo=BERLIN), datetime(2026, 11, 3, tzinfo=BERLIN)
+    assert week.models[0].requests == sum(1 for p in unpriced if start <= p.hour < end)
+    assert store.queries.unpriced(parse_period("2025-01-01", "2025-02-01")).models == ()
