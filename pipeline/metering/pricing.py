@@ -45,11 +45,11 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import genai_prices
@@ -90,14 +90,14 @@ def price_context(service_tier: str) -> dict[str, str]:
     return {"service_tier": tier}
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
+class Cost(NamedTuple):
     """The exact cost of summed usage, in integer units of 1e-24 USD (ClickHouse ``Decimal(38, 24)``).
-    ``by_unit``: the cost of each priced unit with a non-zero cost (unit name -> units); it sums to the total."""
+    ``by_unit``: the cost of each priced unit with a non-zero cost (unit name -> units); it sums to the total.
+    (A NamedTuple: one is built per rollup group, on the hot path.)"""
 
     input_units: int
     output_units: int
-    by_unit: Mapping[str, int] = field(default_factory=dict)
+    by_unit: Mapping[str, int] = MappingProxyType({})
 
     @property
     def total_units(self) -> int:
@@ -180,28 +180,27 @@ class Rate:
     def _price_top_level(self, c: Counts) -> Cost:
         """The common case, a group without ``usage`` units: a few products, as cheap as it gets."""
         i, cr, cw, o, r, req = self._fast
+        leaf_in, leaf_out = c.input_tokens, c.output_tokens
         by_unit = {}
-        leaf_in, leaf_out, out = c.input_tokens, c.output_tokens, 0
-        if cr is not None and c.cache_read_tokens:
-            leaf_in -= c.cache_read_tokens
-            if cost := c.cache_read_tokens * cr:
-                by_unit["cache_read_tokens"] = cost
-        if cw is not None and c.cache_write_tokens:
-            leaf_in -= c.cache_write_tokens
-            if cost := c.cache_write_tokens * cw:
-                by_unit["cache_write_tokens"] = cost
-        if cost := leaf_in * i:
-            by_unit["input_tokens"] = cost
-        if r is not None and c.reasoning_tokens:
-            leaf_out -= c.reasoning_tokens
-            if cost := c.reasoning_tokens * r:
-                by_unit["output_reasoning_tokens"] = out = cost
-        if cost := leaf_out * o:
-            by_unit["output_tokens"] = cost
-            out += cost
-        if req and (cost := c.requests * req):
-            by_unit["requests"] = cost
-        return Cost(sum(by_unit.values()) - out, out, by_unit)
+        if cr is not None and (n := c.cache_read_tokens):
+            leaf_in -= n
+            by_unit["cache_read_tokens"] = n * cr
+        if cw is not None and (n := c.cache_write_tokens):
+            leaf_in -= n
+            by_unit["cache_write_tokens"] = n * cw
+        by_unit["input_tokens"] = leaf_in * i
+        out = 0
+        if r is not None and (n := c.reasoning_tokens):
+            leaf_out -= n
+            by_unit["output_reasoning_tokens"] = out = n * r
+        by_unit["output_tokens"] = leaf_out * o
+        out += leaf_out * o
+        if req:
+            by_unit["requests"] = c.requests * req
+        total = sum(by_unit.values())
+        if 0 in by_unit.values():
+            by_unit = {name: cost for name, cost in by_unit.items() if cost}
+        return Cost(total - out, out, by_unit)
 
     def price_apart(self, values: Mapping[str, int]) -> dict[str, int] | None:
         """One event's cost units of the :attr:`apart` units (its unit values: top-level and ``usage``); None
@@ -452,6 +451,8 @@ class PriceBook:
     def _price(self, model: str, provider: str | None, tier: str, ts_ms: int) -> tuple[Priced, bool]:
         """The sheet for one minute (judged at its start) and whether it holds for the whole minute."""
         minute_ms = ts_ms // MINUTE_MS * MINUTE_MS
+        if not self._overrides and not self._multipliers:  # the common case: genai-prices alone
+            return self._genai(model, provider, tier, minute_ms), True
         names = self._override_names(model, provider)
         start = self._override(names, provider, tier, minute_ms)
         end = self._override(names, provider, tier, minute_ms + MINUTE_MS - 1)
