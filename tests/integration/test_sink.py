@@ -263,3 +263,31 @@ def test_usage_hourly_reads_use_the_primary_key(clickhouse):
         "EXPLAIN indexes = 1 SELECT sum(requests) FROM usage_hourly WHERE api_key_id = 'key-1' "
         "AND hour >= toDateTime('2026-11-24 00:00:00')").result_rows)
     assert "PrimaryKey" in plan and "api_key_id" in plan
+
+
+def test_per_unit_maps_sum_key_by_key_across_flushes_and_merges(clickhouse):
+    """units and unit_costs are SimpleAggregateFunction(sumMap, Map(...)): two flushes of the same group, merged
+    by the AggregatingMergeTree, hold each unit's sum; the view's sumMap agrees before and after the merge."""
+    base = {"api_key_id": "key-maps", "model": "claude-sonnet-4-5", "provider": "anthropic", "timestamp": NOW_MS,
+            "input_tokens": 1000, "output_tokens": 10, "cache_write_tokens": 600}
+    first = [{**base, "request_id": "m1", "usage": {"cache_write_1h_tokens": 400, "web_searches": 1}},
+             {**base, "request_id": "m2"}]
+    second = [{**base, "request_id": "m3", "usage": {"cache_write_1h_tokens": 100, "cache_write_5m_tokens": 500}}]
+    writer = new_writer(clickhouse)
+    assert write(writer, first)[0] and write(writer, second, first_offset=2, expected=1)[0]
+    sql = ("SELECT sumMap(units), sumMap(unit_costs), sum(total_cost), count() FROM rollups "
+           "WHERE kind = 'usage' AND api_key_id = 'key-maps'")
+    view = ("SELECT sumMap(units), sumMap(unit_costs), sum(total_cost) FROM usage_hourly "
+            "WHERE api_key_id = 'key-maps'")
+    units, costs, total, parts = clickhouse.query(sql).result_rows[0]
+    assert parts == 2 and units == {"cache_write_1h_tokens": 500, "cache_write_5m_tokens": 500, "web_searches": 1}
+    # $3/M input (3 x 400 uncached), $3.75/M writes that are not 1-hour ones (1800 - 500), $6/M 1-hour writes
+    # (500), $15/M output (30), $10 per 1,000 searches (1)
+    assert costs == {"input_tokens": Decimal("0.0036"), "cache_write_tokens": Decimal("0.004875"),
+                     "cache_write_1h_tokens": Decimal("0.003"), "output_tokens": Decimal("0.00045"),
+                     "web_searches": Decimal("0.01")}
+    assert sum(costs.values()) == total
+    before = clickhouse.query(view).result_rows
+    clickhouse.command("OPTIMIZE TABLE rollups FINAL")
+    assert clickhouse.query(sql).result_rows[0] == (units, costs, total, 1)  # merged into one row, sums kept
+    assert clickhouse.query(view).result_rows == before
