@@ -45,12 +45,12 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import genai_prices
 from genai_prices import Usage, data
@@ -60,8 +60,8 @@ from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint, Tiere
 from pipeline.clock import MINUTE_MS
 from pipeline.measures import Counts
 from pipeline.metering.models import ModelResolver, Resolved
-from pipeline.metering.money import (EXACT, UNITS_PER_USD, USD_DECIMALS, USD_SCALE, PricingError, divide_half_even,
-                                     is_whole_units, quantize_usd, round_usd, to_units, usd_text)
+from pipeline.metering.money import (EXACT, USD_DECIMALS, USD_SCALE, PricingError, divide_half_even, quantize_usd,
+                                     round_usd, to_units, usd_text)
 from pipeline.metering.overrides import ANY_MODEL, NONE, PRICE_KEYS, PriceOverride, PriceOverrides, load_overrides
 from pipeline.units import BY_NAME, TOP_LEVEL, USAGE_UNITS, Decomposition, decomposition
 
