@@ -32,15 +32,32 @@ class PartitionBuffers:
         """Buffer only these partitions from now on (the ones assigned and positioned)."""
         self._accepting = set(partitions)
 
-    def add(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        """Buffer one record; ``value`` None is a tombstone (the flush dead-letters it)."""
+    def add(self, partition: int, offset: int, key: bytes | None, value: bytes | None, timestamp_ms: int = 0) -> None:
+        """Buffer one record; ``value`` None is a tombstone (the flush dead-letters it); ``timestamp_ms`` is the
+        Kafka record's timestamp (freshness)."""
         if partition not in self._accepting:
             return  # delivered after a revocation: the next owner (or this worker, re-positioned) reads it
         if offset <= self._last_offset.get(partition, -1):
             return  # a repeat delivery: the flush already has (or had) this offset
         self._last_offset[partition] = offset
-        self._messages.setdefault(partition, []).append(RawMessage(offset, key, value))
+        self._messages.setdefault(partition, []).append(RawMessage(offset, key, value, timestamp_ms))
         self._bytes += (len(value) if value is not None else 0) + _OVERHEAD_BYTES
+        if self._bytes >= self._flush_at_bytes:
+            self.flush_wanted.set()
+        if self._bytes >= self._max_bytes:
+            self._room.clear()
+
+    def add_records(self, partition: int, records) -> None:
+        """Buffer one fetch's records of ``partition`` (aiokafka ``ConsumerRecord``s, in offset order)."""
+        if partition not in self._accepting:
+            return  # fetched before a revocation: the next owner (or this worker, re-positioned) reads them
+        last = self._last_offset.get(partition, -1)
+        fresh = [RawMessage(r.offset, r.key, r.value, r.timestamp or 0) for r in records if r.offset > last]
+        if not fresh:
+            return
+        self._last_offset[partition] = fresh[-1].offset
+        self._messages.setdefault(partition, []).extend(fresh)
+        self._bytes += sum(len(m.value) for m in fresh if m.value is not None) + _OVERHEAD_BYTES * len(fresh)
         if self._bytes >= self._flush_at_bytes:
             self.flush_wanted.set()
         if self._bytes >= self._max_bytes:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import faust
 from faust.types import TP
 
+from agents.batching import install_batching
 from agents.buffers import PartitionBuffers
 from pipeline.metering.deadletters import DeadLetterProducer
 from pipeline.metering.failpoints import Failpoints
@@ -23,6 +25,10 @@ from pipeline.metering.sink import NO_PROGRESS, FencedError
 from pipeline.metrics import PipelineMetrics
 
 log = logging.getLogger(__name__)
+# How often an idle partition (nothing new, consumer at the end of the log) records that it is fresh.
+FRESHNESS_INTERVAL_S = 10.0
+# Fetches handed to the agent and not yet buffered; the consumer's drain loop waits beyond (backpressure).
+FETCHES_IN_FLIGHT = 4
 
 
 class MeteringAgent:
@@ -41,19 +47,25 @@ class MeteringAgent:
         # Held by a flush and by re-positioning: a rebalance never reads progress mid-flush.
         self._flush_lock = asyncio.Lock()
         self.positioned = False  # True once the first rebalance has placed every partition
+        self._fresh_at: dict[int, float] = {}  # partition -> monotonic time its freshness was last recorded
 
     def install(self) -> None:
-        self._app.agent(self._topic, name="meter")(self._consume)
+        """The agent reads whole fetches of the usage topic from an in-memory channel (agents/batching.py);
+        the topic itself is subscribed through Faust's conductor as any agent's topic is."""
+        fetches = self._app.channel(maxsize=FETCHES_IN_FLIGHT)
+        install_batching(self._app, self._topic_name, fetches.put)
+        self._app.topics.add(self._topic)
+        self._app.agent(fetches, name="meter")(self._consume)
         self._app.task(self._flush_forever)
         self._app.timer(60.0)(self._expire_seen)
         self._app.on_partitions_revoked.connect(self._on_partitions_revoked)
         self._app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
     async def _consume(self, stream: faust.StreamT) -> None:
+        """One wake-up per fetch: its records go to the partition's buffer (backpressure when full)."""
         buffers = self._buffers
-        async for event in stream.events():
-            message = event.message
-            buffers.add(message.partition, message.offset, message.key, message.value)
+        async for fetched in stream:
+            buffers.add_records(fetched.partition, fetched.records)
             if buffers.full:
                 await buffers.wait_for_room()
 
@@ -82,12 +94,13 @@ class MeteringAgent:
                 self._failpoints.hit("after_ack")
             writes = []
             for partition, messages in taken.items():
-                prepared = await self._meter.prepare(partition, messages)
+                prepared = await self._meter.prepare(partition, messages, self._reaches_log_end(partition, messages))
                 if prepared is not None:
                     await self._dead_letters.send(partition, prepared.rollup.dead_letters)
                     writes.append(asyncio.create_task(self._write(prepared)))
             await asyncio.gather(*writes)
-            await self._update_lag()
+            await self._commit_progress(set(taken))
+            await self._update_lag(flushed=set(taken))
 
     async def _write(self, prepared) -> None:
         try:
@@ -155,15 +168,43 @@ class MeteringAgent:
                 resume_at[tp] = max(progress + 1, first_kept)
         return resume_at
 
-    async def _update_lag(self) -> None:
+    async def _commit_progress(self, partitions: set[int]) -> None:
+        """Commits each flushed partition's ClickHouse progress + 1 as the group's Kafka offset. Nothing relies
+        on it (every rebalance re-positions from ClickHouse); it keeps Kafka's own lag tools truthful, since the
+        agent's fetches bypass Faust's per-message acks and commits."""
+        committed = self._meter.committed()
+        offsets = {TP(self._topic_name, p): committed[p] + 1 for p in partitions if committed.get(p, -1) >= 0}
+        if not offsets:
+            return
+        try:
+            await self._app.consumer._commit(offsets)
+        except Exception as error:  # a lag display, never a reason to stop metering
+            log.warning("committing progress to Kafka failed (%s); ClickHouse still holds it", error)
+
+    def _reaches_log_end(self, partition: int, messages) -> bool:
+        """Whether the taken messages end where the partition's log ended at the consumer's last fetch."""
+        highwater = self._app.consumer.highwater(TP(self._topic_name, partition))
+        return highwater is not None and messages[-1].offset >= highwater - 1
+
+    async def _update_lag(self, flushed: set[int]) -> None:
+        """Lag per partition; and for a partition at the end of its log with nothing new, a freshness mark
+        every FRESHNESS_INTERVAL_S so that an idle topic does not read as stale."""
         consumer = self._app.consumer
+        now = time.monotonic()
         for tp in consumer.assignment():
             if tp.topic != self._topic_name:
                 continue
             highwater = consumer.highwater(tp)
-            if highwater is not None:
-                progress = await self._meter.progress(tp.partition)
-                self._metrics.consumer_lag.labels(str(tp.partition)).set(max(highwater - progress - 1, 0))
+            if highwater is None:
+                continue
+            progress = await self._meter.progress(tp.partition)
+            lag = max(highwater - progress - 1, 0)
+            self._metrics.consumer_lag.labels(str(tp.partition)).set(lag)
+            if tp.partition in flushed:
+                self._fresh_at[tp.partition] = now
+            elif lag == 0 and now - self._fresh_at.get(tp.partition, 0.0) >= FRESHNESS_INTERVAL_S:
+                await self._meter.mark_fresh(tp.partition)
+                self._fresh_at[tp.partition] = now
 
     async def _expire_seen(self) -> None:
         async with self._flush_lock:

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pipeline.commands.format import table
 from pipeline.commands.usage import DEFAULT_FROM, DEFAULT_TO, _open_source, _reporting_errors, resolve_day
 from pipeline.config import load_settings
-from pipeline.usage.ranges import parse_instant, parse_period, parse_zone
+from pipeline.usage.api import EVERY_KEY
+from pipeline.usage.ranges import parse_instant, parse_request, parse_zone
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,9 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @_reporting_errors
 def run_unpriced(args: argparse.Namespace) -> int:
-    period = parse_period(resolve_day(args.start, args.tz), resolve_day(args.end, args.tz), args.tz)
+    request = parse_request("key", EVERY_KEY, resolve_day(args.start, args.tz), resolve_day(args.end, args.tz),
+                            args.tz)
     with _open_source(load_settings()) as source:
-        answer = source.unpriced(period)
+        answer = source.unpriced(request)
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
@@ -51,9 +53,9 @@ def run_unpriced(args: argparse.Namespace) -> int:
     if not models:
         print(f"every model was priced from {answer['start']} to {answer['end']}")
         return 0
-    rows = [[m["model"], m["provider"] or "-", f"{m['requests']:,}", f"{m['keys']:,}", m["first_hour"],
-             m["last_hour"]] for m in models]
-    print("\n".join(table(("model", "provider", "unpriced requests", "keys", "first hour", "last hour"), rows,
+    rows = [[m["model"], m["provider"] or "-", f"{m['requests']:,}", f"{m['keys']:,}", m["first_window"],
+             m["last_window"]] for m in models]
+    print("\n".join(table(("model", "provider", "unpriced requests", "keys", "first seen", "last seen"), rows,
                           right=(2, 3))))
     if answer["truncated"]:
         print(f"(the first {answer['limit']} models only)")

@@ -22,11 +22,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
@@ -34,10 +33,12 @@ from pipeline.clickhouse import EmbeddedStoreBusy
 from pipeline.commands.format import table, usd
 from pipeline.commands.local import open_client, with_kept_credentials
 from pipeline.config import Settings, load_settings, parse_duration
-from pipeline.usage.api import PREFIX_V1, jsonable
+from pipeline.usage.api import PREFIX_V1, ROUTES, jsonable
 from pipeline.usage.export import write_csv
 from pipeline.usage.query import UsageQueries
-from pipeline.usage.ranges import GRANULARITIES, Period, QueryError, UsageRequest, parse_request
+from pipeline.usage.parameters import conforms, shown
+from pipeline.usage.ranges import (GRANULARITIES, ID_EXPECT, ID_SCHEMA, QueryError, UsageRequest, parse_request,
+                                   parse_zone)
 from pipeline.usage.tokens import issue_key_token, verify
 
 HTTP_TIMEOUT_S = 60
@@ -45,6 +46,7 @@ HTTP_TIMEOUT_S = 60
 _RELATIVE_DAY = re.compile(r"^(today|yesterday|tomorrow)(?:([+-])(\d{1,5}))?$")
 _NAMED_DAYS = {"yesterday": -1, "today": 0, "tomorrow": 1}
 DEFAULT_FROM, DEFAULT_TO = "today-6", "tomorrow"  # the last 7 days, today included
+ROUTE_PARAMETERS = {route.name: route.parameters for route in ROUTES}
 
 
 class Unavailable(RuntimeError):
@@ -77,7 +79,8 @@ def _range_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {DEFAULT_FROM}: the last 7 days)")
     parser.add_argument("--to", dest="end", default=DEFAULT_TO,
                         help=f"exclusive; same forms as --from (default {DEFAULT_TO}: up to now)")
-    parser.add_argument("--tz", default="UTC", help="IANA time zone (default UTC); also what 'today' means")
+    parser.add_argument("--tz", default="UTC", help="IANA time zone (default UTC); also what 'today' means. "
+                                                    "The accepted zones: pipeline/usage/time_zones.txt")
     parser.add_argument("--granularity", choices=[*GRANULARITIES, "auto"], default="auto")
 
 
@@ -112,8 +115,8 @@ def resolve_day(text: str, tz: str, today: date | None = None) -> str:
         return text
     if today is None:
         try:
-            today = datetime.now(ZoneInfo(tz)).date()
-        except (ZoneInfoNotFoundError, ValueError):
+            today = datetime.now(parse_zone(tz)).date()  # only accepted zones: no file lookup of odd names
+        except QueryError:
             return text
     days = _NAMED_DAYS[match.group(1)]
     if match.group(2):
@@ -190,6 +193,10 @@ def run_token(args: argparse.Namespace) -> int:
               f"in the data folder of `meterline demo` (it keeps one in {settings.data_dir}/token-secret)",
               file=sys.stderr)
         return 2
+    if not conforms(ID_SCHEMA, args.key):
+        print(f"meterline: bad 'id': {shown(args.key)}: the key must be {ID_EXPECT} (the API reads no other)",
+              file=sys.stderr)
+        return 2
     try:
         token = issue_key_token(secret, args.key, ttl_s=parse_duration(args.ttl, "--ttl"))
     except ValueError as error:  # ConfigError (a bad --ttl) is one too
@@ -224,7 +231,7 @@ def _open_source(settings: Settings) -> Iterator[Any]:
         yield WorkerApi(settings.api.url, settings.api.admin_token)
         return
     try:
-        yield LocalStore(UsageQueries(client))
+        yield LocalStore(UsageQueries(client, settings.kafka.usage_topic, int(settings.rollup.max_lateness_s)))
     finally:
         client.close()
 
@@ -236,8 +243,8 @@ class LocalStore:
     def fetch(self, name: str, request: UsageRequest) -> dict:
         return jsonable(getattr(self._queries, name)(request))
 
-    def unpriced(self, period: Period) -> dict:
-        return jsonable(self._queries.unpriced(period))
+    def unpriced(self, request: UsageRequest) -> dict:
+        return jsonable(self._queries.unpriced(request))
 
     def export(self, request: UsageRequest, out: BinaryIO) -> int:
         """Writes the CSV to ``out``; returns the number of rows after the header."""
@@ -267,14 +274,16 @@ class WorkerApi:
         out.flush()
         return rows
 
-    def unpriced(self, period: Period) -> dict:
-        params = {"from": period.start.isoformat(), "to": period.end.isoformat(), "tz": period.tz}
+    def unpriced(self, request: UsageRequest) -> dict:
+        params = {"from": _rfc3339(request.start), "to": _rfc3339(request.end), "tz": request.tz}
         with self._open("unpriced", params) as response:
             return json.load(response)
 
     def _get(self, route: str, request: UsageRequest):
-        params = {request.scope: request.scope_id, "from": request.start.isoformat(),
-                  "to": request.end.isoformat(), "tz": request.tz, "granularity": request.granularity}
+        params = {"scope": request.scope, "id": request.scope_id, "from": _rfc3339(request.start),
+                  "to": _rfc3339(request.end), "tz": request.tz}
+        if "granularity" in ROUTE_PARAMETERS[route]:
+            params["granularity"] = request.granularity
         return self._open(route, params)
 
     def _open(self, route: str, params: dict):
@@ -295,6 +304,11 @@ class WorkerApi:
                               f"did not answer ({error}); stop that process or start its worker") from None
 
 
+def _rfc3339(instant) -> str:
+    """An instant as the API's ``from``/``to`` take it (seconds always written, as RFC 3339 requires)."""
+    return instant.isoformat(timespec="microseconds" if instant.microsecond else "seconds")
+
+
 def copy_csv(source: BinaryIO, out: BinaryIO) -> int:
     """Copies CSV bytes from ``source`` to ``out`` unchanged; returns the records after the header (a quoted
     field may hold a line break, so records are counted by the csv module, not by lines)."""
@@ -312,7 +326,8 @@ def render_usage(body: dict) -> str:
     """Tables for people, from the same JSON structures the API returns. Money is rounded as the usage page
     rounds it (``--json`` keeps the exact decimals); no column cuts a name."""
     summary, request = body["summary"], body["summary"]["request"]
-    lines = [f"{request['scope']} {request['scope_id']}: {request['start']} .. {request['end']} ({request['tz']})"]
+    lines = [f"{request['scope']} {request['scope_id']}: {request['start']} .. {request['end']} ({request['tz']})",
+             freshness_line(summary["freshness"])]
     if not summary["status"]["has_usage"]:
         return "\n".join(lines + [summary["status"]["message"]])
     t = summary["totals"]
@@ -339,6 +354,17 @@ def render_usage(body: dict) -> str:
     lines += [""] + table((f"{request['granularity']} starting", "requests", "input", "output", "cost"), buckets,
                           right=(1, 2, 3, 4))
     return "\n".join(lines)
+
+
+def freshness_line(freshness: dict) -> str:
+    """"counted through <instant> UTC; ..." from an answer's freshness (pipeline.usage.query.Freshness)."""
+    days = freshness["lateness_bound_s"] / 86400
+    late = f"{days:g} d" if days >= 1 else f"{freshness['lateness_bound_s'] / 3600:g} h"
+    if freshness["counted_through"] is None:
+        return f"  nothing counted yet; events may arrive up to {late} late"
+    through = datetime.fromisoformat(freshness["counted_through"]).astimezone(UTC)
+    return (f"  counted through {through:%Y-%m-%d %H:%M:%S} UTC (every event in Kafka before then); "
+            f"events may still arrive up to {late} late")
 
 
 def _decimal(text: str | None) -> str:

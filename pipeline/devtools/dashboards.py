@@ -5,7 +5,7 @@
 
 Two dashboards:
 
-* **API key usage** (``meterline-key-usage``): what a key owner sees, read from ClickHouse's ``usage_hourly``
+* **API key usage** (``meterline-key-usage``): what a key owner sees, read from ClickHouse's ``usage_15m``
   through the ``grafana-clickhouse-datasource`` plugin. Every number equals what ``pipeline.usage.query`` answers
   (tests/integration/test_grafana_panels.py runs each panel's SQL and compares).
 * **Pipeline health** (``meterline-pipeline``): the workers' Prometheus metrics (``pipeline/metrics.py``).
@@ -40,21 +40,23 @@ def variable(name: str) -> str:
     return f"decodeURLComponent('${{{name}:percentencode}}')"
 
 
-# One key over the picked range, as the query module reads it (hour starts in [from, to)).
-KEY_IN_RANGE = f"api_key_id = {variable('key')} AND hour >= $__fromTime AND hour < $__toTime"
-# The first stored hour the range counts: `from` rounded up to a whole UTC hour (as query.py's _ceil_hour).
-FIRST_HOUR = "toDateTime(intDiv(toUInt32($__fromTime) + 3599, 3600) * 3600, 'UTC')"
+# One key over the picked range, as the query module reads it (15-minute windows starting in [from, to)); the
+# `hour` bounds let the primary key prune.
+KEY_IN_RANGE = (f"api_key_id = {variable('key')} AND hour >= toStartOfHour($__fromTime) AND hour < $__toTime "
+                "AND window_start >= $__fromTime AND window_start < $__toTime")
+# The first stored window the range counts: `from` rounded up to a quarter hour (as ranges.py's _ceil_window).
+FIRST_WINDOW = "toDateTime(intDiv(toUInt32($__fromTime) + 899, 900) * 900, 'UTC')"
 # Zero-filled buckets (like the query module's series) so bars and lines have no holes. Buckets of
 # $__timeInterval are epoch-aligned: whole UTC hours and days (weeks, if Grafana picks 7d, start on Thursdays).
-FILL_INTERVALS = (f"ORDER BY time WITH FILL FROM toStartOfInterval({FIRST_HOUR}, INTERVAL $__interval_s second) "
+FILL_INTERVALS = (f"ORDER BY time WITH FILL FROM toStartOfInterval({FIRST_WINDOW}, INTERVAL $__interval_s second) "
                   "TO $__toTime STEP $__interval_s")
-FILL_HOURS = f"ORDER BY time WITH FILL FROM {FIRST_HOUR} TO $__toTime STEP 3600"
+FILL_HOURS = f"ORDER BY time WITH FILL FROM toStartOfHour({FIRST_WINDOW}) TO $__toTime STEP 3600"
 # Stats answer no row at all for a range without requests, so Grafana shows NO_USAGE instead of a 0.
 HAS_USAGE = "HAVING sum(requests) > 0"
 
 
 def _stat_sql(expression: str, name: str) -> str:
-    return f'SELECT {expression} AS "{name}"\nFROM usage_hourly\nWHERE {KEY_IN_RANGE}\n{HAS_USAGE}'
+    return f'SELECT {expression} AS "{name}"\nFROM usage_15m\nWHERE {KEY_IN_RANGE}\n{HAS_USAGE}'
 
 
 TOTAL_TOKENS_SQL = _stat_sql("sum(input_tokens) + sum(output_tokens)", "Total tokens")
@@ -64,22 +66,22 @@ REQUESTS_SQL = _stat_sql("sum(requests)", "Requests")
 # The exact Decimal(38, 24) sum; the plugin hands Decimals to Grafana as float64, shown with 4 decimals.
 COST_SQL = _stat_sql("sum(total_cost)", "Total cost (USD)")
 
-TOKENS_OVER_TIME_SQL = f"""SELECT $__timeInterval(hour) AS time,
+TOKENS_OVER_TIME_SQL = f"""SELECT $__timeInterval(window_start) AS time,
        sum(input_tokens) + sum(output_tokens) AS "Total tokens"
-FROM usage_hourly
+FROM usage_15m
 WHERE {KEY_IN_RANGE}
 GROUP BY time
 {FILL_INTERVALS}"""
 
-INPUT_OUTPUT_SQL = f"""SELECT $__timeInterval(hour) AS time,
+INPUT_OUTPUT_SQL = f"""SELECT $__timeInterval(window_start) AS time,
        sum(input_tokens) AS "Input tokens", sum(output_tokens) AS "Output tokens"
-FROM usage_hourly
+FROM usage_15m
 WHERE {KEY_IN_RANGE}
 GROUP BY time
 {FILL_INTERVALS}"""
 
 REQUESTS_PER_HOUR_SQL = f"""SELECT hour AS time, sum(requests) AS "Requests"
-FROM usage_hourly
+FROM usage_15m
 WHERE {KEY_IN_RANGE}
 GROUP BY time
 {FILL_HOURS}"""
@@ -90,10 +92,15 @@ MODELS_SQL = f"""SELECT model AS "Model", provider AS "Provider",
        sum(input_tokens) AS "Input tokens", sum(output_tokens) AS "Output tokens",
        sum(total_cost) AS "Cost (USD)", sum(requests) AS "Requests",
        sum(requests) / sum(sum(requests)) OVER () AS "Share of requests"
-FROM usage_hourly
+FROM usage_15m
 WHERE {KEY_IN_RANGE}
 GROUP BY model, provider
 ORDER BY "Cost (USD)" DESC, "Requests" DESC, "Model", "Provider\""""
+
+# Freshness (pipeline/usage/query.py Freshness): every event that reached Kafka before this instant is counted.
+COUNTED_THROUGH_SQL = """SELECT min(counted_through) AS "Counted through"
+FROM ingest_progress
+HAVING min(counted_through) > 0"""
 
 # Template variables: org and project (or All) narrow the key list; the panels read the one chosen key.
 ORG_VARIABLE_SQL = "SELECT DISTINCT org_id FROM usage_hourly WHERE org_id != '' ORDER BY org_id"
@@ -183,7 +190,7 @@ def _query_variable(name: str, label: str, sql: str, include_all: bool) -> dict:
 
 
 def key_usage_dashboard() -> dict:
-    tokens_note = "Input + output tokens of the hours starting in the range."
+    tokens_note = "Input + output tokens of the 15-minute windows starting in the range."
     cost_note = "Exact sum of the priced cost in USD (the API and CSV give all 24 decimals); unpriced models count 0."
     stats = [  # title, SQL, unit, decimals shown, description
         ("Total tokens", TOTAL_TOKENS_SQL, "short", None, tokens_note),
@@ -204,13 +211,16 @@ def key_usage_dashboard() -> dict:
         _time_series("Requests per hour", REQUESTS_PER_HOUR_SQL, {"x": 0, "y": 12, "w": 24, "h": 8},
                      {"Requests": "purple"}, bars=True, description="Requests per UTC hour.", min_interval=None),
         _models_table(),
+        _stat("Counted through", COUNTED_THROUGH_SQL, {"x": 0, "y": 29, "w": 8, "h": 3}, "dateTimeAsIso", None,
+              "Every event that reached Kafka before this instant is counted. Events may still arrive late for "
+              "any window within the lateness bound (METERLINE_MAX_LATENESS, 7 days by default)."),
     ]
     for i, panel in enumerate(panels):
         panel["id"] = i + 1
     return _dashboard(
         uid="meterline-key-usage", title="meterline / API key usage", panels=panels,
-        description="Usage of one API key, exactly as meterline's usage API reports it. Hours count when their "
-                    "start lies in the picked range; times are UTC.",
+        description="Usage of one API key, exactly as meterline's usage API reports it. 15-minute windows count "
+                    "when their start lies in the picked range; times are UTC.",
         variables=[_query_variable("org", "Org", ORG_VARIABLE_SQL, include_all=True),
                    _query_variable("project", "Project", PROJECT_VARIABLE_SQL, include_all=True),
                    _query_variable("key", "API key", KEY_VARIABLE_SQL, include_all=False)],

@@ -25,8 +25,8 @@ from pipeline.config import RollupSettings
 from pipeline.metering.dedup import SeenRequests, request_id_hashes
 from pipeline.metrics import PipelineMetrics
 from pipeline.retry import Backoff, retry
-from pipeline.metering.rollup import COUNTED, DUPLICATE, REJECTED, Outcome, RawMessage, Rollup, RollupBuilder, \
-    TimeBounds
+from pipeline.metering.rollup import COUNTED, DUPLICATE, REJECTED, Outcome, RawMessage, RequestKey, Rollup, \
+    RollupBuilder, TimeBounds
 from pipeline.metering.sink import FencedError, FlushRange
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,11 @@ class FlushStore(Protocol):
 
     def progress(self, partition: int) -> int: ...
     def load_seen(self, partition: int, progress: int, since_hour: int) -> SeenRequests: ...
-    def confirm_seen(self, partition: int, progress: int, request_ids: list[str]) -> set[str]: ...
+    def confirm_seen(self, partition: int, progress: int, requests: list[RequestKey]) -> set[RequestKey]: ...
     def encode(self, flush: FlushRange, rollup: Rollup) -> Any: ...
     def write_request_ids(self, encoded: Any) -> None: ...
     def commit(self, flush: FlushRange, encoded: Any) -> bool: ...
+    def record_freshness(self, partition: int, progress: int, counted_through_ms: int) -> bool: ...
 
 
 class Runs(Protocol):
@@ -114,21 +115,28 @@ class Meter:
         since_hour = (self._clock_ms() - int(self._settings.dedup_horizon_s * 1000)) // HOUR_MS
         return PartitionState(progress, self._writer.load_seen(partition, progress, since_hour))
 
-    async def prepare(self, partition: int, messages: Sequence[RawMessage]) -> PreparedFlush | None:
+    async def prepare(self, partition: int, messages: Sequence[RawMessage],
+                      caught_up: bool = False) -> PreparedFlush | None:
         """Everything before the writes: validate, dedup, price, group, encode. None when every message is
-        already counted. The caller dead-letters ``prepared.rollup.dead_letters`` before the write."""
+        already counted. The caller dead-letters ``prepared.rollup.dead_letters`` before the write.
+
+        ``caught_up``: the messages reach the end of the partition's log as the consumer last saw it, so once
+        they are written everything produced before now is counted (freshness); otherwise the flush is fresh
+        up to its last message's Kafka timestamp."""
         started = time.perf_counter()
+        now = self._clock_ms()
         state = await self.state(partition)
         fresh = [m for m in messages if m.offset > state.progress]
         if not fresh:
             return None
-        bounds = self._bounds()
+        bounds = self._bounds(now)
         draft = await self._on_cpu(self._builder.draft, fresh, bounds, state.seen)
         confirmed = set()
         if draft.maybe_seen:
             confirmed = await self._retry(self._writer.confirm_seen, partition, state.progress, draft.maybe_seen)
         rollup = draft.finish(confirmed)
-        flush = FlushRange(partition, fresh[0].offset, fresh[-1].offset, state.progress)
+        flush = FlushRange(partition, fresh[0].offset, fresh[-1].offset, state.progress,
+                           now if caught_up else fresh[-1].timestamp_ms)
         encoded = await self._on_cpu(self._writer.encode, flush, rollup)
         return PreparedFlush(state, flush, rollup, encoded, len(fresh), bounds, started)
 
@@ -146,12 +154,20 @@ class Meter:
         self._metrics.clickhouse_write_seconds.observe(time.perf_counter() - write_started)
         state.progress = flush.last_offset
         rollup = prepared.rollup
-        if rollup.new_request_ids:
-            hashes = await self._on_cpu(request_id_hashes, rollup.new_request_ids)
+        if rollup.new_requests:
+            hashes = await self._on_cpu(request_id_hashes, [request_id for _, request_id in rollup.new_requests])
             state.seen.add(hashes, np.asarray(rollup.new_request_hours, dtype=np.uint32))
         self._record(rollup, prepared.messages, prepared.bounds, state)
         self._metrics.flush_seconds.observe(time.perf_counter() - prepared.started)
         return state.progress
+
+    async def mark_fresh(self, partition: int) -> None:
+        """Records that ``partition`` has nothing left to count as of now (its consumer is at the end of the
+        log): an idle partition must not make the answers look stale. Skipped when another worker has moved
+        the partition on (its state is then reloaded)."""
+        state = await self.state(partition)
+        if not await self._retry(self._writer.record_freshness, partition, state.progress, self._clock_ms()):
+            self.forget([partition])
 
     async def _on_cpu(self, fn: Callable[..., T], *args) -> T:
         """Python work of a flush runs on its own thread, so one partition's work overlaps another's
@@ -164,9 +180,9 @@ class Meter:
         for state in self._states.values():
             state.seen.expire(min_hour)
 
-    def _bounds(self) -> TimeBounds:
+    def _bounds(self, now_ms: int) -> TimeBounds:
         s = self._settings
-        return TimeBounds(self._clock_ms(), int(s.max_lateness_s * 1000), int(s.max_future_skew_s * 1000),
+        return TimeBounds(now_ms, int(s.max_lateness_s * 1000), int(s.max_future_skew_s * 1000),
                           int(s.dedup_horizon_s * 1000))
 
     def _record(self, rollup: Rollup, n_messages: int, bounds: TimeBounds, state: PartitionState) -> None:

@@ -1,12 +1,13 @@
-"""Turning one partition's consumed messages into hourly rollup deltas (pure logic, no I/O).
+"""Turning one partition's consumed messages into rollup deltas per 15-minute window (pure logic, no I/O).
 
 This is the per-event hot path, so it is one pass over the events:
 
 1. :meth:`RollupBuilder.draft` decodes and validates every message, applies the lateness and clock-skew
    bounds, drops repeats inside the flush, finds each event's price at its own timestamp and adds it to its
-   group (:class:`~pipeline.measures.Dimensions`: key, org, project, model, provider, hour, price sheet).
-   It also asks the in-memory filter which request ids *may* have been counted by an earlier flush (plus
-   every id older than the dedup horizon).
+   group (:class:`~pipeline.measures.Dimensions`: key, org, project, model, provider, window, price sheet).
+   It also asks the in-memory filter which requests *may* have been counted by an earlier flush (plus every
+   one older than the dedup horizon). A request is identified by :class:`RequestKey`, (api_key_id,
+   request_id): two keys (tenants) may use the same request id.
 2. The caller confirms those against ClickHouse; :meth:`Draft.finish` takes the few confirmed duplicates
    back out of their groups, prices each group (:meth:`pipeline.metering.pricing.Rate.price`) and returns the
    :class:`Rollup` to write.
@@ -22,7 +23,7 @@ from typing import Iterable, NamedTuple, Protocol
 import msgspec
 import numpy as np
 
-from pipeline.clock import HOUR_MS
+from pipeline.clock import HOUR_MS, WINDOW_MS
 from pipeline.contract import ContractDecoder, Rejection, UsageEvent, redact, time_bounds_problem, unit_values
 from pipeline.measures import UNPRICED, Counts, Dimensions
 from pipeline.metering.dedup import SeenRequests, request_id_hashes
@@ -36,6 +37,13 @@ class Outcome(NamedTuple):
 
     outcome: str
     reason: str = ""
+
+
+class RequestKey(NamedTuple):
+    """A request's identity for deduplication: a request id is unique only within its api key (tenant)."""
+
+    api_key_id: str
+    request_id: str
 
 
 class RateLike(Protocol):
@@ -79,6 +87,7 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None  # None: a tombstone (a record with a null value), dead-lettered as such
+    timestamp_ms: int = 0  # the Kafka record's timestamp (epoch ms; 0 when unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +105,10 @@ class Rollup:
     costs: dict[Dimensions, Cost] = field(default_factory=dict)  # priced groups only; set by Draft.finish
     gateway_cost: dict[Dimensions, Decimal] = field(default_factory=dict)  # USD, groups that reported one
     outcomes: Counter[Outcome] = field(default_factory=Counter)  # -> events
-    new_request_ids: list[str] = field(default_factory=list)
-    new_request_hours: list[int] = field(default_factory=list)  # hours since the epoch, aligned with ids
+    # (api_key_id, request_id) of each request counted by this flush, in log order: RequestKey's fields as plain
+    # tuples (the hot path builds one per event; a NamedTuple would cost a Python call each).
+    new_requests: list[tuple[str, str]] = field(default_factory=list)
+    new_request_hours: list[int] = field(default_factory=list)  # their event hours since the epoch
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
     @property
@@ -110,15 +121,15 @@ class Draft:
     """A flush's groups before ClickHouse has confirmed which "maybe seen" request ids really were."""
 
     rollup: Rollup
-    counted: dict[str, tuple[UsageEvent, Dimensions]]  # request id -> its event and group, in log order
-    maybe_seen: list[str]
+    counted: dict[RequestKey, tuple[UsageEvent, Dimensions]]  # -> its event and group, in log order
+    maybe_seen: list[RequestKey]
     rates: dict[str, RateLike]  # price version -> the rate of the groups priced with it
 
-    def finish(self, confirmed_seen: set[str]) -> Rollup:
+    def finish(self, confirmed_seen: set[RequestKey]) -> Rollup:
         """Takes the confirmed duplicates back out and prices every group."""
         rollup, counted = self.rollup, self.counted
-        for request_id in confirmed_seen:
-            event, group = counted.pop(request_id)
+        for request in confirmed_seen:
+            event, group = counted.pop(request)
             counts = rollup.groups[group]
             counts.subtract(event)
             if event.usage is not None and (version := Dimensions._make(group).price_version) != UNPRICED:
@@ -128,7 +139,7 @@ class Draft:
             if counts.requests == 0:
                 del rollup.groups[group]
                 rollup.gateway_cost.pop(group, None)
-        rollup.new_request_ids = list(counted)
+        rollup.new_requests = list(counted)
         rollup.new_request_hours = [event.timestamp // HOUR_MS for event, _ in counted.values()]
         rollup.outcomes[Outcome(DUPLICATE)] += len(confirmed_seen)
         rollup.outcomes[Outcome(COUNTED)] += len(counted)
@@ -148,8 +159,8 @@ class RollupBuilder:
         rollup = Rollup()
         groups, gateway = rollup.groups, rollup.gateway_cost
         rates: dict[str, RateLike] = {}
-        counted: dict[str, tuple[UsageEvent, Dimensions]] = {}
-        old: list[str] = []
+        counted: dict[RequestKey, tuple[UsageEvent, Dimensions]] = {}
+        old: list[RequestKey] = []
         duplicates = 0
         oldest, newest, horizon = bounds.oldest_ms, bounds.newest_ms, bounds.horizon_ms
         decode, rate_for = self._decoder.decode, self._prices.rate_for
@@ -163,8 +174,8 @@ class RollupBuilder:
                     rejection = _out_of_bounds(event, bounds, *_locate(message.value, position, rejections))
                     rollup.dead_letters.append(DeadLetter(message.offset, rejection))
                     continue
-                request_id = event.request_id
-                if request_id in counted:
+                request = (event.api_key_id, event.request_id)
+                if request in counted:
                     duplicates += 1
                     continue
                 try:
@@ -179,7 +190,7 @@ class RollupBuilder:
                     continue
                 # A plain tuple equals (and hashes as) the Dimensions it names; only a new group builds one.
                 group = (event.api_key_id, event.org_id, event.project_id, event.model, event.provider,
-                         ts // HOUR_MS, UNPRICED if rate is None else rate.version)
+                         ts // WINDOW_MS, UNPRICED if rate is None else rate.version)
                 counts = groups.get(group)
                 if counts is None:
                     group = Dimensions._make(group)
@@ -191,9 +202,9 @@ class RollupBuilder:
                     _price_apart(rate, event, counts, 1)
                 if event.gateway_cost_usd is not None:
                     gateway[group] = gateway.get(group, Decimal(0)) + Decimal(event.gateway_cost_usd)
-                counted[request_id] = (event, group)
+                counted[request] = (event, group)
                 if ts < horizon:
-                    old.append(request_id)
+                    old.append(request)
         for letter in rollup.dead_letters:
             rollup.outcomes[Outcome(REJECTED, letter.rejection.reason)] += 1
         rollup.outcomes[Outcome(DUPLICATE)] += duplicates
@@ -206,12 +217,13 @@ def _price_apart(rate: RateLike, event: UsageEvent, counts: Counts, sign: int) -
         counts.add_priced_apart(costs, sign)
 
 
-def _maybe_seen(request_ids: list[str], seen: SeenRequests, old: list[str]) -> list[str]:
-    """Ids the filter may hold (a 64-bit hash hit), plus ids older than its horizon, which it never holds."""
-    if not request_ids:
+def _maybe_seen(requests: list[tuple[str, str]], seen: SeenRequests, old: list[tuple[str, str]]) -> list[RequestKey]:
+    """Requests the filter may hold (a 64-bit hash hit on the request id: a prefilter, ClickHouse confirms the
+    key too), plus requests older than its horizon, which it never holds."""
+    if not requests:
         return []
-    hits = np.flatnonzero(seen.maybe_seen(request_id_hashes(request_ids)))
-    return list({request_ids[i] for i in hits}.union(old))
+    hits = np.flatnonzero(seen.maybe_seen(request_id_hashes([request_id for _, request_id in requests])))
+    return [RequestKey(*request) for request in {requests[i] for i in hits}.union(old)]
 
 
 _RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])

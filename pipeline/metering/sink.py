@@ -23,11 +23,14 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.metering.dedup import SeenRequests
 from pipeline.metering.failpoints import Failpoints
+from pipeline.clock import HOUR_S, WINDOWS_PER_HOUR
 from pipeline.measures import COSTS, COUNTED, UNIT_COSTS, UNITS, UNPRICED, USAGE_MEASURES, Dimensions
-from pipeline.metering.money import USD_DECIMALS, quantize_usd, units_text
-from pipeline.metering.rollup import Rollup
+from pipeline.metering.money import USD_DECIMALS, quantize_usd, usd_text
+from pipeline.metering.rollup import RequestKey, Rollup
 
 NO_PROGRESS = -1
+_NO_TIME = msgspec.Raw(b"0")  # DateTime64 zero: a row that claims no freshness
+_NONE: dict = {}  # an empty Map: shared, never mutated
 _CONFIRM_CHUNK = 20_000
 # An insert is atomic only as one part. The client sends a large insert as several blocks; squashing with
 # no practical threshold joins them into one block, hence one part.
@@ -40,9 +43,16 @@ _ONE_BLOCK = {
 }
 
 # One row kind per purpose in the one table a flush writes (schemas/migrations/0001_rollups.sql).
-ROLLUP_COLUMNS = ("kind", *Dimensions._fields, "kafka_topic", "kafka_partition", "outcome", "reason",
-                  *(measure.name for measure in USAGE_MEASURES), "events", "last_offset")
-DEDUP_COLUMNS = ("kafka_topic", "kafka_partition", "request_id", "hour", "batch_end_offset", "expires_at")
+# A Dimensions' window is stored as its UTC hour and quarter (0..3), so hourly readers stay unchanged.
+_GROUP_COLUMNS = ("api_key_id", "org_id", "project_id", "model", "provider", "hour", "quarter", "price_version")
+# Costs travel as integer units of 1e-24 USD in two EPHEMERAL columns; ClickHouse derives input_cost, output_cost
+# and total_cost (Decimal(38, 24)) from them exactly (schemas/migrations/0006_cost_units.sql).
+COST_UNITS_COLUMNS = ("input_cost_units", "output_cost_units")
+ROLLUP_COLUMNS = ("kind", *_GROUP_COLUMNS, "kafka_topic", "kafka_partition", "outcome", "reason",
+                  *(measure.name for measure in USAGE_MEASURES if measure not in COSTS), *COST_UNITS_COLUMNS,
+                  "events", "last_offset", "counted_through")
+DEDUP_COLUMNS = ("kafka_topic", "kafka_partition", "api_key_id", "request_id", "hour", "batch_end_offset",
+                 "expires_at")
 
 
 class FencedError(RuntimeError):
@@ -65,6 +75,9 @@ class FlushRange:
     first_offset: int
     last_offset: int
     expected_progress: int  # what this worker believes the partition's progress is before the flush
+    # Freshness (epoch ms): every message the partition held in Kafka before this instant is counted once the
+    # flush commits. 0 when unknown (never claims freshness).
+    counted_through_ms: int = 0
 
 
 class RollupWriter:
@@ -93,32 +106,37 @@ class RollupWriter:
             return SeenRequests()
         return SeenRequests(np.asarray(result["h"], dtype=np.uint64), np.asarray(result["hr"], dtype=np.uint32))
 
-    def confirm_seen(self, partition: int, progress: int, request_ids: list[str]) -> set[str]:
-        """Which of ``request_ids`` were counted by a committed flush of ``partition``."""
-        seen: set[str] = set()
-        for start in range(0, len(request_ids), _CONFIRM_CHUNK):
-            rows = self._client.query(
-                "SELECT DISTINCT request_id FROM dedup_keys WHERE kafka_topic = {t:String} "
+    def confirm_seen(self, partition: int, progress: int, requests: list[RequestKey]) -> set[RequestKey]:
+        """Which of ``requests`` were counted by a committed flush of ``partition``.
+
+        A request is (api_key_id, request_id). Ids recorded before migration 0004 have no api_key_id and keep
+        their old identity (the request id alone in its partition) until they expire."""
+        stored: set[tuple[str, str]] = set()
+        for start in range(0, len(requests), _CONFIRM_CHUNK):
+            ids = list({request.request_id for request in requests[start:start + _CONFIRM_CHUNK]})
+            stored.update(self._client.query(
+                "SELECT DISTINCT api_key_id, request_id FROM dedup_keys WHERE kafka_topic = {t:String} "
                 "AND kafka_partition = {p:UInt32} AND batch_end_offset <= {o:Int64} "
                 "AND request_id IN {ids:Array(String)}",
-                parameters={"t": self._topic, "p": partition, "o": progress,
-                            "ids": request_ids[start:start + _CONFIRM_CHUNK]},
-            ).result_rows
-            seen.update(row[0] for row in rows)
-        return seen
+                parameters={"t": self._topic, "p": partition, "o": progress, "ids": ids},
+            ).result_rows)
+        return {request for request in requests
+                if (request.api_key_id, request.request_id) in stored or ("", request.request_id) in stored}
 
     def encode(self, flush: FlushRange, rollup: Rollup) -> EncodedFlush:
         """The flush's two inserts as JSONColumns bodies: pure CPU work, done before touching ClickHouse.
         (msgspec-encoded JSONColumns parsed by ClickHouse is several times faster than building Native
         blocks value by value in Python, and exact: decimals travel as text.)"""
-        return EncodedFlush(_encode(self._request_id_columns(flush, rollup)) if rollup.new_request_ids else None,
+        return EncodedFlush(_encode(self._request_id_columns(flush, rollup)) if rollup.new_requests else None,
                             _encode(rollup_columns(self._topic, flush, rollup)))
 
     def _request_id_columns(self, flush: FlushRange, rollup: Rollup) -> dict[str, list]:
         hours = [hour * 3600 for hour in rollup.new_request_hours]
         n = len(hours)
         return {"kafka_topic": [self._topic] * n, "kafka_partition": [flush.partition] * n,
-                "request_id": rollup.new_request_ids, "hour": hours, "batch_end_offset": [flush.last_offset] * n,
+                "api_key_id": [api_key_id for api_key_id, _ in rollup.new_requests],
+                "request_id": [request_id for _, request_id in rollup.new_requests], "hour": hours,
+                "batch_end_offset": [flush.last_offset] * n,
                 "expires_at": [hour + self._keep_ids_s for hour in hours]}
 
     def write_request_ids(self, encoded: EncodedFlush) -> None:
@@ -144,13 +162,26 @@ class RollupWriter:
             raise FencedError(flush.partition, flush.last_offset, found)
         return True
 
+    def record_freshness(self, partition: int, progress: int, counted_through_ms: int) -> bool:
+        """A progress row that changes nothing but the partition's freshness: for a partition with nothing new
+        to count, so an idle topic still reads as fresh. Written only while the progress is still ``progress``
+        (another owner's flush would fence it); False when it was not written."""
+        if self.progress(partition) != progress:
+            return False
+        row = {"kind": "progress", "kafka_topic": self._topic, "kafka_partition": partition,
+               "last_offset": progress, "counted_through": _datetime64_text(counted_through_ms)}
+        columns = {name: [row.get(name, _META_DEFAULTS[name])] for name in ROLLUP_COLUMNS}
+        self._client.raw_insert("rollups", ROLLUP_COLUMNS, insert_block=_encode(columns), fmt="JSONColumns")
+        return True
+
 
 def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> dict[str, list]:
     """Column-oriented rows of one flush: usage deltas, outcome counts, and the partition's progress."""
     columns = _usage_columns(rollup)
     meta = [{"kind": "outcome", "outcome": outcome.outcome, "reason": outcome.reason, "events": n}
             for outcome, n in rollup.outcomes.items() if n]
-    meta.append({"kind": "progress", "last_offset": flush.last_offset})
+    meta.append({"kind": "progress", "last_offset": flush.last_offset,
+                 "counted_through": _datetime64_text(flush.counted_through_ms)})
     for row in meta:
         row.update(kafka_topic=topic, kafka_partition=flush.partition)
         for name, column in columns.items():
@@ -158,21 +189,29 @@ def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> dict[str, l
     return columns
 
 
-_NONE: dict = {}  # an empty Map: shared, never mutated
 # Values of the usage columns in outcome and progress rows: zero sums, empty dimensions.
 _META_DEFAULTS = {name: "" for name in ROLLUP_COLUMNS} | {
     measure.name: _NONE if measure.per_unit else "0" if measure.unit == "USD" else 0 for measure in USAGE_MEASURES
-} | {"hour": 0, "kafka_partition": 0, "events": 0, "last_offset": 0}
+} | dict.fromkeys(COST_UNITS_COLUMNS, 0) | {"hour": 0, "quarter": 0, "kafka_partition": 0, "events": 0,
+                                            "last_offset": 0, "counted_through": _NO_TIME}
+
+
+def _datetime64_text(epoch_ms: int) -> msgspec.Raw:
+    """DateTime64(3) as a JSON number ClickHouse reads exactly: epoch seconds with three decimals, written as
+    text (never through a float)."""
+    return msgspec.Raw(f"{epoch_ms // 1000}.{epoch_ms % 1000:03d}".encode())
 
 
 def _usage_columns(rollup: Rollup) -> dict[str, list]:
-    """One row per group: its dimensions, its counts, its exact costs as ``<units>e-24`` text (ClickHouse parses
-    Decimal(38, 24) from it exactly), and the per-unit maps (``units``, ``unit_costs``)."""
+    """One row per group: its dimensions, its counts, its exact costs as integer units (ClickHouse derives the
+    Decimal(38, 24) columns from them), and the per-unit maps (``units``, ``unit_costs``)."""
     groups = list(rollup.groups)
     n = len(groups)
     dimensions = {name: list(values) for name, values in zip(Dimensions._fields, zip(*groups))} if n else {
         name: [] for name in Dimensions._fields}
-    dimensions["hour"] = [hour * 3600 for hour in dimensions["hour"]]
+    windows = dimensions.pop("window")
+    dimensions["hour"] = [window // WINDOWS_PER_HOUR * HOUR_S for window in windows]
+    dimensions["quarter"] = [window % WINDOWS_PER_HOUR for window in windows]
     counts = [rollup.groups[group] for group in groups]
     costs = [rollup.costs.get(group) for group in groups]
     gateway = rollup.gateway_cost
@@ -181,20 +220,17 @@ def _usage_columns(rollup: Rollup) -> dict[str, list]:
         "kafka_topic": [""] * n, "kafka_partition": [0] * n, "outcome": [""] * n, "reason": [""] * n,
         **{measure.name: [getattr(c, measure.name) for c in counts] for measure in COUNTED},
         "unpriced_requests": [c.requests if g.price_version == UNPRICED else 0 for g, c in zip(groups, counts)],
-        **_cost_columns(costs),
-        "gateway_cost": [units_text(_units(gateway[g])) if g in gateway else "0" for g in groups],
+        "input_cost_units": [0 if cost is None else cost.input_units for cost in costs],
+        "output_cost_units": [0 if cost is None else cost.output_units for cost in costs],
+        "gateway_cost": [usd_text(_units(gateway[g])) if g in gateway else "0" for g in groups],
+        # Per-unit maps: a Map's values cannot take the EPHEMERAL-units route of the cost columns, so each cost
+        # travels as "<units>e-24", which ClickHouse parses into Decimal(38, 24) exactly.
         UNITS.name: [{k: v for k, v in c.units.items() if v} if c.units else _NONE for c in counts],
         UNIT_COSTS.name: [_NONE if cost is None else {name: f"{v}e-24" for name, v in cost.by_unit.items()}
                           for cost in costs],
-        "events": [0] * n, "last_offset": [0] * n,
+        "events": [0] * n, "last_offset": [0] * n, "counted_through": [_NO_TIME] * n,
     }
     return {name: columns[name] for name in ROLLUP_COLUMNS}
-
-
-def _cost_columns(costs: list) -> dict[str, list[str]]:
-    units = {"input_cost": "input_units", "output_cost": "output_units", "total_cost": "total_units"}
-    return {measure.name: ["0" if cost is None else units_text(getattr(cost, units[measure.name])) for cost in costs]
-            for measure in COSTS}
 
 
 def _units(amount: Decimal) -> int:

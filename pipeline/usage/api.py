@@ -1,9 +1,13 @@
 """HTTP API for the usage view: JSON under ``/api/v1/`` plus a streamed CSV export and an OpenAPI document.
 
 Auth is ``Authorization: Bearer <token>``: the admin token reads every key, org and project; a key token
-(:mod:`pipeline.usage.tokens`) reads only its own key. Tokens are never logged. Errors are JSON
-``{"error": ..., "detail": ...}``: 400 for bad parameters, 401 (with ``WWW-Authenticate: Bearer``) for a
-missing or bad token, 403 for a token reading what it may not.
+(:mod:`pipeline.usage.tokens`) reads only its own key (``/api/v1/whoami`` names it). Tokens are never logged, nor are
+parameter values. Errors are JSON ``{"error": ..., "detail": ...}``: 400 for bad parameters, 401 (with
+``WWW-Authenticate: Bearer``) for a missing or bad token, 403 for a token reading what it may not, 404/405 for
+unknown routes and methods under /api/v1/, 503 when ClickHouse cannot answer.
+
+Each route's parameters are declared once (:class:`~pipeline.usage.parameters.Param`, below): the OpenAPI
+document and the request checks are both derived from those declarations (docs/usage-queries.md).
 
 :func:`add_usage_page` serves the key owner's usage page (``/usage``, docs/usage-page.md): static files from
 ``pipeline/usage/web`` that read this API in the browser with the token the user gives them.
@@ -16,8 +20,9 @@ import hmac
 import logging
 import re
 import tempfile
+import traceback
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -28,9 +33,13 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from pipeline.config import ApiSettings
 from pipeline.usage.export import csv_chunks, decimal_text
-from pipeline.usage.query import ORDERS, KeyList, ModelBreakdown, PeakHours, Series, Summary, UnpricedModels, \
-    UsageQueries
-from pipeline.usage.ranges import GRANULARITIES, SCOPES, QueryError, UsageRequest, parse_period, parse_request
+from pipeline.usage.parameters import Param, QueryError, read_query
+from pipeline.usage.forecast import DEFAULT_TREND_DAYS, MonthToDate, SpendTrend
+from pipeline.usage.query import (ORDERS, BusiestKeys, Comparison, KeyAlerts, KeyList, ModelBreakdown, PeakHours,
+                                  Series, Summary, UnpricedModels, UsageQueries)
+from pipeline.usage.ranges import (GRANULARITY_SCHEMA, ID_EXPECT, ID_SCHEMA, INSTANT_EXPECT, INSTANT_SCHEMA,
+                                   MAX_BUCKETS, MAX_ID_CHARS, NO_CONTROL_CHARACTERS, SCOPE_SCHEMA, ZONE_EXPECT,
+                                   ZONE_SCHEMA, UsageRequest, parse_request, parse_zone)
 from pipeline.usage.tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
@@ -40,8 +49,15 @@ PREFIX_V1 = "/api/v1"
 # ClickHouse's pace in one call; a slow HTTP client then never holds the ClickHouse thread or its handle.
 SPOOL_IN_MEMORY = 4 * 1024 * 1024
 SEND_CHUNK = 64 * 1024
-_RANGE_PARAMS = ("key", "org", "project", "from", "to", "tz")
 KEYS_DEFAULT_LIMIT, KEYS_MAX_LIMIT = 100, 1000
+BUSIEST_DEFAULT_LIMIT, BUSIEST_MAX_LIMIT = 10, 100
+# busiest-keys reads every key: the range rules are checked by parse_request as for a key, whose id this is.
+EVERY_KEY = "*"
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,74 +66,162 @@ class Principal:
     api_key_id: str | None = None  # set for key tokens
 
 
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """What the bearer token may read: everything (``admin``) or the usage of ``api_key_id`` only."""
+
+    admin: bool
+    api_key_id: str | None
+
+
 class ApiError(Exception):
     def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status, self.error, self.detail, self.headers = status, error, detail, headers or {}
 
 
+# ---- parameters, declared once: the OpenAPI document and the checks both come from these ----------------
+
+SCOPE = Param("scope", SCOPE_SCHEMA, "What `id` names: an api_key_id (`key`), an org_id (`org`) or a project_id "
+              "(`project`). A key token reads only `scope=key` with its own key's id (see `/api/v1/whoami`).",
+              "one of key, org, project", required=True, error="unknown scope")
+ID = Param("id", ID_SCHEMA, "The api_key_id, org_id or project_id to read (exact match).", ID_EXPECT, required=True,
+           examples=("key_globex_chat",))
+FROM = Param("from", INSTANT_SCHEMA, "Start of the range, inclusive: a date `YYYY-MM-DD` (midnight in `tz`) or "
+             "an RFC 3339 date-time with an offset. The rules that involve other parameters are in the "
+             "operation's description.", INSTANT_EXPECT, required=True,
+             examples=("2026-11-01", "2026-11-01T09:00:00Z"))
+TO = Param("to", INSTANT_SCHEMA, "End of the range, exclusive; the same formats as `from`.", INSTANT_EXPECT,
+           required=True, examples=("2026-11-08", "2026-11-02T09:00:00+01:00"))
+TZ = Param("tz", {**ZONE_SCHEMA, "default": "UTC"}, "IANA time zone of dates, day/week/month buckets and peak "
+           "hours. Only zones that Python's zoneinfo and ClickHouse both know and read alike are accepted (this "
+           "enum); see docs/usage-queries.md.", ZONE_EXPECT, error="unknown time zone")
+GRANULARITY = Param("granularity", {**GRANULARITY_SCHEMA, "default": "auto"},
+                    "Bucket size; `auto` follows the range's local length: hour up to 2 days, day up to 92, week "
+                    "(ISO, Monday) up to 366, else month.", f"one of {', '.join(GRANULARITY_SCHEMA['enum'])}",
+                    error="unknown granularity")
+ORDER = Param("order", {"type": "string", "enum": list(ORDERS), "default": "cost"},
+              "Sort the models by cost or by requests (descending).", f"one of {', '.join(ORDERS)}",
+              error="unknown order")
+Q = Param("q", {"type": "string", "maxLength": MAX_ID_CHARS, "pattern": NO_CONTROL_CHARACTERS, "default": ""},
+          "Only api_key_ids starting with this prefix.",
+          f"at most {MAX_ID_CHARS} characters without control characters (U+0000..U+001F, U+007F)")
+LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": KEYS_MAX_LIMIT, "default": KEYS_DEFAULT_LIMIT},
+              "At most this many keys.", f"a whole number from 1 to {KEYS_MAX_LIMIT} (digits only)")
+RANGE_PARAMS = (SCOPE, ID, FROM, TO, TZ)
+TOP_LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": BUSIEST_MAX_LIMIT,
+                            "default": BUSIEST_DEFAULT_LIMIT},
+                  "At most this many keys.", f"a whole number from 1 to {BUSIEST_MAX_LIMIT} (digits only)")
+KEY = Param("key", ID_SCHEMA, "The api_key_id whose spike alerts to list (a key token: its own key's id, see "
+            "`/api/v1/whoami`).", ID_EXPECT, required=True, examples=("key_globex_chat",))
+
+RANGE_RULES = """Rules across parameters (a 400 names the one broken):
+- `from` must be before `to` (`empty range`);
+- the range may span at most {max_range_days} days of local wall-clock time (`range too long`);
+- at least one 15-minute window must start in [`from`, `to`): usage is stored per 15-minute window of UTC \
+(`range holds no window`);
+- both instants lie in [1970-01-01T00:00:00Z, 2106-01-01T00:00:00Z], after applying the offset or `tz` \
+(`out of supported range`);
+- day and month buckets cannot start before 1970-01-01 in `tz`, week buckets not before Monday 1970-01-05 in \
+`tz`: ClickHouse dates begin on 1970-01-01 (`out of supported range`; quarter-hour and hour buckets have no such \
+limit);
+- at most {max_buckets} buckets of the chosen or automatic granularity (`too many buckets`)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Route:
     name: str
     summary: str
-    parameters: tuple[str, ...]
+    params: tuple[Param, ...]
     response: type | None  # None: text/csv (export) or the OpenAPI document itself
     public: bool = False
 
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        return tuple(param.name for param in self.params)
+
+    @property
+    def is_range(self) -> bool:
+        return FROM in self.params
+
 
 ROUTES = (
-    Route("summary", "Totals over the range: tokens, requests, errors, cost, averages", _RANGE_PARAMS, Summary),
-    Route("models", "Per model x provider: tokens, cost, requests and share of requests",
-          _RANGE_PARAMS + ("order",), ModelBreakdown),
-    Route("series", "Time series with zero-filled buckets", _RANGE_PARAMS + ("granularity",), Series),
-    Route("peak-hours", "Requests per local hour of day (0..23)", _RANGE_PARAMS, PeakHours),
-    Route("export.csv", "CSV: one row per bucket x key x model x provider", _RANGE_PARAMS + ("granularity",), None),
+    Route("summary", "Totals over the range: tokens, requests, errors, cost, averages", RANGE_PARAMS, Summary),
+    Route("models", "Per model x provider: tokens, cost, requests and share of requests", RANGE_PARAMS + (ORDER,),
+          ModelBreakdown),
+    Route("series", "Time series with zero-filled buckets", RANGE_PARAMS + (GRANULARITY,), Series),
+    Route("peak-hours", "Requests per local hour of day (0..23)", RANGE_PARAMS, PeakHours),
+    Route("export.csv", "CSV: one row per bucket x key x model x provider", RANGE_PARAMS + (GRANULARITY,), None),
+    Route("compare", "Totals of the range and of its previous period (the same local length just before `from`, "
+          "in `tz`), with the change of each measure", RANGE_PARAMS, Comparison),
+    Route("month-to-date", "Cost of the current calendar month in `tz` so far, and its projection to the month's "
+          "end from the recent daily trend (the budgets' projection rule)", (SCOPE, ID, TZ), MonthToDate),
+    Route("busiest-keys", "Admin token only: the keys with the most requests in the range (every key)",
+          (FROM, TO, TZ, TOP_LIMIT), BusiestKeys),
+    Route("alerts", "A key's usage-spike alerts, open or resolved, that were open at some instant of the range "
+          "(admin token, or that key's token)", (KEY, FROM, TO, TZ), KeyAlerts),
     Route("keys", "Admin token only: the api_key_ids with recorded usage, sorted (the usage page's key selector)",
-          ("q", "limit"), KeyList),
-    Route("unpriced", "Admin token only: every model counted without a price in the range, with its request "
-                      "count (alias or price it: docs/pricing.md)", ("from", "to", "tz"), UnpricedModels),
+          (Q, LIMIT), KeyList),
+    Route("unpriced", "Admin token only: every model counted without a price in the range (every key), with its "
+          "unpriced requests: what to alias or price (docs/pricing.md)", (FROM, TO, TZ), UnpricedModels),
+    Route("whoami", "What the bearer token may read: every scope (admin) or one key's usage", (), Identity),
     Route("openapi.json", "This OpenAPI 3.1 document", (), None, public=True),
 )
 
 
-def create_api_app(queries: UsageQueries, run: Run, settings: ApiSettings) -> web.Application:
+def create_api_app(queries: UsageQueries, run: Run, settings: ApiSettings, *, clock: Clock = utc_now,
+                   trend_days: int = DEFAULT_TREND_DAYS) -> web.Application:
     """An application serving the API; ``run(fn, *args)`` must run blocking calls off the loop, one at a time
-    per client (the worker passes ``ClickHouse.run``)."""
+    per client (the worker passes ``ClickHouse.run``). ``clock``: the current time (aware), for the month to
+    date; ``trend_days``: its projection's trend window in complete local days (METERLINE_BUDGET_TREND_DAYS)."""
     app = web.Application()
-    add_api_routes(app, queries, run, settings)
+    add_api_routes(app, queries, run, settings, clock=clock, trend_days=trend_days)
     return app
 
 
-def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settings: ApiSettings) -> None:
-    """Mount the routes on an existing application (e.g. the worker's, next to /metrics)."""
-    api = _UsageApi(queries, run, settings)
+def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settings: ApiSettings, *,
+                   clock: Clock = utc_now, trend_days: int = DEFAULT_TREND_DAYS) -> None:
+    """Mount the routes on an existing application (e.g. the worker's, next to /metrics), and answer unknown
+    paths and methods under /api/v1/ with the JSON error shape too. Call before the application starts.
+    ``clock`` and ``trend_days``: as for :func:`create_api_app`."""
+    api = _UsageApi(queries, run, settings, SpendTrend(queries, trend_days), clock)
     handlers = {"summary": api.summary, "models": api.models, "series": api.series, "peak-hours": api.peak_hours,
-                "export.csv": api.export_csv, "keys": api.keys, "unpriced": api.unpriced,
+                "export.csv": api.export_csv, "compare": api.compare, "month-to-date": api.month_to_date,
+                "busiest-keys": api.busiest_keys, "alerts": api.alerts, "keys": api.keys, "unpriced": api.unpriced,
+                "whoami": api.whoami,
                 "openapi.json": api.openapi}
     for route in ROUTES:
-        app.router.add_get(f"{PREFIX_V1}/{route.name}", json_errors(handlers[route.name]))
+        app.router.add_get(f"{PREFIX_V1}/{route.name}", _guarded(route, api, handlers[route.name]))
+    app.middlewares.append(_json_http_errors)
+
+
+Handler = Callable[[web.Request, Principal | None, dict[str, Any]], Awaitable[web.StreamResponse]]
 
 
 class _UsageApi:
-    def __init__(self, queries: UsageQueries, run: Run, settings: ApiSettings) -> None:
+    def __init__(self, queries: UsageQueries, run: Run, settings: ApiSettings, spend: SpendTrend,
+                 clock: Clock) -> None:
         self._queries, self._run, self._settings = queries, run, settings
+        self._spend, self._now = spend, clock
 
-    async def summary(self, request: web.Request) -> web.Response:
-        return web.json_response(jsonable(await self._run(self._queries.summary, self._usage_request(request))))
+    async def summary(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        usage_request = self._usage_request(principal, values)
+        return web.json_response(jsonable(await self._run(self._queries.summary, usage_request)))
 
-    async def models(self, request: web.Request) -> web.Response:
-        usage_request = self._usage_request(request)
-        order = request.query.get("order", "cost")  # checked by UsageQueries.models (400 on anything else)
-        return web.json_response(jsonable(await self._run(self._queries.models, usage_request, order)))
+    async def models(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        usage_request = self._usage_request(principal, values)
+        return web.json_response(jsonable(await self._run(self._queries.models, usage_request, values["order"])))
 
-    async def series(self, request: web.Request) -> web.Response:
-        return web.json_response(jsonable(await self._run(self._queries.series, self._usage_request(request))))
+    async def series(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        usage_request = self._usage_request(principal, values)
+        return web.json_response(jsonable(await self._run(self._queries.series, usage_request)))
 
-    async def peak_hours(self, request: web.Request) -> web.Response:
-        return web.json_response(jsonable(await self._run(self._queries.peak_hours, self._usage_request(request))))
+    async def peak_hours(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        usage_request = self._usage_request(principal, values)
+        return web.json_response(jsonable(await self._run(self._queries.peak_hours, usage_request)))
 
-    async def export_csv(self, request: web.Request) -> web.StreamResponse:
-        usage_request = self._usage_request(request)
+    async def export_csv(self, request: web.Request, principal: Principal, values: dict) -> web.StreamResponse:
+        usage_request = self._usage_request(principal, values)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             await self._run(_spool, csv_chunks(self._queries, usage_request), spool)
             spool.seek(0)
@@ -131,49 +235,65 @@ class _UsageApi:
             await response.write_eof()
             return response
 
-    async def keys(self, request: web.Request) -> web.Response:
-        if not self._authenticate(request.headers.get("Authorization", "")).admin:
+    async def compare(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        usage_request = self._usage_request(principal, values)
+        return web.json_response(jsonable(await self._run(self._queries.compare, usage_request)))
+
+    async def month_to_date(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        self._may_read(principal, values["scope"], values["id"])
+        parse_zone(values["tz"])
+        answer = await self._run(self._spend.month_to_date, values["scope"], values["id"], values["tz"], self._now())
+        return web.json_response(jsonable(answer))
+
+    async def busiest_keys(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        if not principal.admin:
+            raise ApiError(403, "forbidden", "only the admin token may rank keys; a key token reads its own key")
+        usage_request = parse_request("key", EVERY_KEY, values["from"], values["to"], values["tz"], None,
+                                      self._settings.max_range_days)
+        return web.json_response(jsonable(await self._run(self._queries.busiest_keys, usage_request,
+                                                          values["limit"])))
+
+    async def alerts(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        usage_request = self._usage_request(principal, {**values, "scope": "key", "id": values["key"]})
+        return web.json_response(jsonable(await self._run(self._queries.alerts, usage_request)))
+
+    async def keys(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        if not principal.admin:
             raise ApiError(403, "forbidden", "only the admin token may list keys; a key token reads its own key")
-        prefix = request.query.get("q", "")
-        if len(prefix) > 256:
-            raise QueryError("bad 'q'", "the key prefix must be at most 256 characters")
-        limit = _key_limit(request.query.get("limit"))
-        return web.json_response(jsonable(await self._run(self._queries.keys, prefix, limit)))
+        return web.json_response(jsonable(await self._run(self._queries.keys, values["q"], values["limit"])))
 
-    async def unpriced(self, request: web.Request) -> web.Response:
-        if not self._authenticate(request.headers.get("Authorization", "")).admin:
+    async def unpriced(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        if not principal.admin:
             raise ApiError(403, "forbidden", "only the admin token may list unpriced models (they span every key)")
-        query = request.query
-        for name in ("from", "to"):
-            if not query.get(name):
-                raise QueryError(f"missing '{name}'", f"'{name}' is required (YYYY-MM-DD or RFC 3339)")
-        period = parse_period(query["from"], query["to"], query.get("tz") or "UTC", self._settings.max_range_days)
-        return web.json_response(jsonable(await self._run(self._queries.unpriced, period)))
+        usage_request = parse_request("key", EVERY_KEY, values["from"], values["to"], values["tz"], None,
+                                      self._settings.max_range_days)
+        return web.json_response(jsonable(await self._run(self._queries.unpriced, usage_request)))
 
-    async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(request.app.get(OPENAPI_EXTENSIONS, ())))
+    async def whoami(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        return web.json_response(jsonable(Identity(principal.admin, principal.api_key_id)))
 
-    def _usage_request(self, request: web.Request) -> UsageRequest:
-        principal = self._authenticate(request.headers.get("Authorization", ""))
-        query = request.query
-        given = [(scope, query[scope]) for scope in SCOPES if scope in query]
-        if len(given) > 1:
-            raise QueryError("ambiguous scope", "give exactly one of key, org or project")
-        if not given and principal.api_key_id is not None:
-            given = [("key", principal.api_key_id)]  # a key token reads its own key by default
-        if not given:
-            raise QueryError("missing scope", "give one of key, org or project")
-        (scope, scope_id), = given
+    async def openapi(self, request: web.Request, principal: Principal | None, values: dict) -> web.Response:
+        return web.json_response(openapi_document(self._settings.max_range_days,
+                                                  request.app.get(OPENAPI_EXTENSIONS, ())))
+
+    def _usage_request(self, principal: Principal, values: dict) -> UsageRequest:
+        scope, scope_id = values["scope"], values["id"]
+        self._may_read(principal, scope, scope_id)
+        return parse_request(scope, scope_id, values["from"], values["to"], values["tz"], values.get("granularity"),
+                             self._settings.max_range_days)
+
+    @staticmethod
+    def _may_read(principal: Principal, scope: str, scope_id: str) -> None:
+        """ApiError 403 unless the token is the admin's or the key token of ``scope_id``."""
         if not principal.admin and (scope != "key" or scope_id != principal.api_key_id):
-            raise ApiError(403, "forbidden", "this token may read only its own key's usage")
-        for name in ("from", "to"):
-            if not query.get(name):
-                raise QueryError(f"missing '{name}'", f"'{name}' is required (YYYY-MM-DD or RFC 3339)")
-        return parse_request(scope, scope_id, query["from"], query["to"], query.get("tz") or "UTC",
-                             query.get("granularity"), self._settings.max_range_days)
+            raise ApiError(403, "forbidden", "this token may read only its own key's usage (scope=key and its "
+                                             "key's id; /api/v1/whoami names it)")
 
-    def _authenticate(self, header: str) -> Principal:
+    def authenticate(self, header: str) -> Principal:
         return authenticate(self._settings, header)
+
+
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def authenticate(settings: ApiSettings, header: str) -> Principal:
@@ -187,6 +307,10 @@ def authenticate(settings: ApiSettings, header: str) -> Principal:
     # Header bytes that are not UTF-8 arrive as lone surrogates: encode them too; they compare unequal.
     if admin and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), admin.encode()):
         return Principal(admin=True)
+    # A key token has RFC 6750 b64token characters only: anything else never reaches the decoder.
+    if not _B64TOKEN.fullmatch(token):
+        raise ApiError(401, "unauthorized", "the token is not valid",
+                       {"WWW-Authenticate": 'Bearer realm="meterline", error="invalid_token"'})
     try:
         key_token = verify(settings.token_secrets, token)
     except TokenError as refused:  # its detail says "expired" when the token is genuine but too old
@@ -195,29 +319,55 @@ def authenticate(settings: ApiSettings, header: str) -> Principal:
     return Principal(admin=False, api_key_id=key_token.api_key_id)
 
 
-def _key_limit(text: str | None) -> int:
-    if text in (None, ""):
-        return KEYS_DEFAULT_LIMIT
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= KEYS_MAX_LIMIT:
-        raise QueryError("bad 'limit'", f"'limit' must be a whole number from 1 to {KEYS_MAX_LIMIT}, got {text!r}")
-    return int(text)
+def _guarded(route: Route, api: _UsageApi, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Authenticate (unless public), read the declared parameters, run the handler (see :func:`json_errors`)."""
+    path = f"{PREFIX_V1}/{route.name}"
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        principal = None if route.public else api.authenticate(request.headers.get("Authorization", ""))
+        values = read_query(request.rel_url.raw_query_string, route.params, path)
+        return await handler(request, principal, values)
+    return json_errors(checked)
 
 
 def json_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
-    """Wraps a handler: QueryError -> 400, ApiError -> its status, ClickHouse failures -> 503, all as JSON."""
+    """Wraps a handler: QueryError -> 400, ApiError -> its status, ClickHouse failures -> 503, anything else
+    -> 500, all as JSON ``{"error", "detail"}``. Nothing of a parameter value or a token is logged."""
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
         except QueryError as error:
-            return web.json_response({"error": error.error, "detail": error.detail}, status=400)
+            return _error(400, error.error, error.detail)
         except ApiError as error:
-            return web.json_response({"error": error.error, "detail": error.detail}, status=error.status,
-                                     headers=error.headers)
+            return _error(error.status, error.error, error.detail, error.headers)
         except ClickHouseError as error:
             log.error("usage query failed on %s: %s", request.path, error)  # the path only: no query, no headers
-            return web.json_response({"error": "store unavailable", "detail": "ClickHouse could not answer; "
-                                      "see the server log"}, status=503)
+            return _error(503, "store unavailable", "ClickHouse could not answer; see the server log")
+        except Exception as error:  # a bug of ours: say so, log where (no message: it may quote a value)
+            log.error("unexpected %s on %s:\n%s", type(error).__name__, request.path,
+                      "".join(traceback.format_tb(error.__traceback__)))
+            return _error(500, "internal error", "the server failed to answer; see its log")
     return guarded
+
+
+@web.middleware
+async def _json_http_errors(request: web.Request, handler) -> web.StreamResponse:
+    """aiohttp's own 404 and 405 under /api/v1/ in the JSON error shape (elsewhere untouched)."""
+    if not request.path.startswith(f"{PREFIX_V1}/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as http:
+        if http.status < 400:
+            raise
+        headers = {"Allow": http.headers["Allow"]} if "Allow" in http.headers else None
+        detail = {404: "no such route; the routes are listed in /api/v1/openapi.json",
+                  405: f"this route answers {http.headers.get('Allow', 'GET')} only"}.get(http.status, http.text or "")
+        return _error(http.status, (http.reason or "error").lower(), detail, headers)
+
+
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
 
 
 def _spool(chunks: Iterable[bytes], spool: IO[bytes]) -> None:
@@ -245,35 +395,22 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-_PARAMETERS = {
-    "key": ("api_key_id to read (a key token defaults to its own key)", {"type": "string"}),
-    "org": ("org_id to read (admin token only)", {"type": "string"}),
-    "project": ("project_id to read (admin token only)", {"type": "string"}),
-    "from": ("start, inclusive: YYYY-MM-DD (midnight in tz) or RFC 3339 with offset", {"type": "string"}),
-    "to": ("end, exclusive: YYYY-MM-DD (midnight in tz) or RFC 3339 with offset", {"type": "string"}),
-    "tz": ("IANA time zone for dates and buckets", {"type": "string", "default": "UTC"}),
-    "granularity": ("bucket size; default follows the range length",
-                    {"type": "string", "enum": [*GRANULARITIES, "auto"], "default": "auto"}),
-    "order": ("sort models by", {"type": "string", "enum": list(ORDERS), "default": "cost"}),
-    "q": ("only api_key_ids starting with this prefix", {"type": "string", "default": ""}),
-    "limit": ("at most this many keys", {"type": "integer", "minimum": 1, "maximum": KEYS_MAX_LIMIT,
-                                         "default": KEYS_DEFAULT_LIMIT}),
-}
-
-
 # Route groups mounted next to these (e.g. pipeline/budgets/api.py) add their paths and schemas to the served
 # OpenAPI document through this list on the application: fn(document) -> None.
 OPENAPI_EXTENSIONS = web.AppKey("openapi_extensions", list)
 
 
-def openapi_document(extensions: Iterable[Callable[[dict], None]] = ()) -> dict:
-    """Generated from ROUTES and the result dataclasses, so it cannot drift from what is served; each of
-    ``extensions`` then adds the paths and schemas of a route group mounted on the same application."""
+def openapi_document(max_range_days: int | None = None, extensions: Iterable[Callable[[dict], None]] = ()) -> dict:
+    """The OpenAPI 3.1 document, generated from ROUTES (their declared parameters) and the result dataclasses,
+    so it cannot drift from what is served and checked. ``max_range_days`` is this server's range limit; each
+    of ``extensions`` then adds the paths and schemas of a route group mounted on the same application."""
     _, schemas = msgspec.json.schema_components([r.response for r in ROUTES if r.response],
                                                 ref_template="#/components/schemas/{name}")
     schemas["Error"] = {"type": "object", "required": ["error", "detail"],
                         "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    rules = RANGE_RULES.format(max_range_days=f"{max_range_days:,}" if max_range_days else "an unlimited number of",
+                               max_buckets=f"{MAX_BUCKETS:,}")
     paths = {}
     for route in ROUTES:
         if route.response is not None:
@@ -281,20 +418,23 @@ def openapi_document(extensions: Iterable[Callable[[dict], None]] = ()) -> dict:
         else:
             content = {"text/csv": {"schema": {"type": "string"}}} if route.name.endswith(".csv") else {
                 "application/json": {"schema": {"type": "object"}}}
-        responses: dict = {"200": {"description": route.summary, "content": content}}
+        responses: dict = {"200": {"description": route.summary, "content": content},
+                           "400": {"description": "bad parameters: unknown, repeated, undecodable or not as "
+                                                  "declared, or a rule across parameters broken", **error}}
         if not route.public:
-            responses.update({"400": {"description": "bad parameters", **error},
-                              "401": {"description": "missing or invalid token", **error},
+            responses.update({"401": {"description": "missing or invalid token", **error},
                               "403": {"description": "the token may not read this scope", **error}})
-        paths[f"{PREFIX_V1}/{route.name}"] = {"get": {
-            "operationId": route.name.replace(".", "_").replace("-", "_"), "summary": route.summary,
-            "security": [] if route.public else [{"bearer": []}],
-            "parameters": [{"name": name, "in": "query", "required": name in ("from", "to"),
-                            "description": _PARAMETERS[name][0], "schema": _PARAMETERS[name][1]}
-                           for name in route.parameters],
-            "responses": responses}}
+        operation = {"operationId": route.name.replace(".", "_").replace("-", "_"), "summary": route.summary,
+                     "security": [] if route.public else [{"bearer": []}],
+                     "parameters": [param.openapi() for param in route.params], "responses": responses}
+        if route.is_range:
+            operation["description"] = rules
+        paths[f"{PREFIX_V1}/{route.name}"] = {"get": operation}
     document = {"openapi": "3.1.0",
-                "info": {"title": "meterline usage API", "version": "1"},
+                "info": {"title": "meterline usage API", "version": "1",
+                         "description": "Every parameter of the usage routes is checked as declared here; "
+                                        "parameters not declared for a route, repeated parameters and "
+                                        "percent-escapes that are not UTF-8 are a 400."},
                 "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
                                "schemas": schemas},
                 "paths": paths}

@@ -6,6 +6,10 @@ exponent notation; ``price_version`` lists the price sheets used in the bucket, 
 The per-unit columns ``units`` and ``unit_costs`` hold ``name=value`` pairs of genai-prices unit names, sorted
 and joined with ';', non-zero only (``input_audio_tokens=800;web_searches=2``); a row's ``unit_costs`` sum to
 its ``total_cost``.
+
+The last column, ``counted_through``, is the export's freshness (the same on every row, RFC 3339 UTC, empty when
+nothing is counted yet): every event that reached Kafka before it is in the file; later events may still arrive
+for windows within the lateness bound (:class:`~pipeline.usage.query.Freshness`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from pipeline.usage.query import EXPORT_MEASURES, UsageQueries
 from pipeline.usage.ranges import UsageRequest, bucket_start
 
 # The CSV's columns are EXPORT_SQL's, in order: the bucket and its grouping, the measures, the price sheets.
-CSV_COLUMNS = ("bucket_start", "api_key_id", "model", "provider", *(m.name for m in EXPORT_MEASURES), "price_version")
+CSV_COLUMNS = ("bucket_start", "api_key_id", "model", "provider", *(m.name for m in EXPORT_MEASURES), "price_version",
+               "counted_through")
 _MONEY = [CSV_COLUMNS.index(m.name) for m in EXPORT_MEASURES if m.unit == "USD" and not m.per_unit]  # exact text
 _PER_UNIT = [(CSV_COLUMNS.index(m.name), m.unit == "USD") for m in EXPORT_MEASURES if m.per_unit]
 
@@ -71,6 +76,8 @@ def csv_chunks(queries: UsageQueries, request: UsageRequest, block_rows: int = 2
 
 def _formatted_blocks(queries: UsageQueries, request: UsageRequest, block_rows: int) -> Iterator[list[list]]:
     zone, granularity = request.zone, request.granularity
+    counted_through = queries.freshness().counted_through
+    fresh = "" if counted_through is None else counted_through.isoformat()
     with queries.export_blocks(request, block_rows) as stream:
         for block in stream:
             formatted = []
@@ -81,6 +88,7 @@ def _formatted_blocks(queries: UsageQueries, request: UsageRequest, block_rows: 
                     row[position] = decimal_text(row[position])
                 for position, money in _PER_UNIT:
                     row[position] = pairs_text(row[position], money)
+                row.append(fresh)
                 formatted.append(row)
             yield formatted
 

@@ -1,14 +1,18 @@
-"""The API-key usage view: summary, per-model breakdown, time series and peak hours, read from ``usage_hourly``.
+"""The API-key usage view: summary, per-model breakdown, time series and peak hours, read from ``usage_15m``.
 
 Every number is summed by ClickHouse (rows are deltas: always ``sum() ... GROUP BY``); Python only derives
 ratios from those sums and formats. All SQL lives in this module; user input reaches it only as bound
 parameters (``{name:Type}``), and the few fragments spliced in (scope column, bucket expression) come from
 fixed tables below.
 
-Storage is per UTC hour. A stored hour counts in a range when its *start* lies in [from, to), and in the
-local day/week/month its start falls in. In zones with a non-whole-hour offset (Asia/Kolkata, Asia/Kathmandu,
-Australia/Adelaide) that shifts day boundaries by the fractional part (a Kolkata "day" holds the hours starting
-00:30 .. 23:30 local), and hourly buckets are UTC hours labelled in local time (00:30+05:30).
+Storage is per 15-minute window of UTC (schemas/migrations/0005_*.sql). A window counts in a range when its
+start lies in [from, to), and in the local quarter hour, hour, day, week or month its start falls in: exact in
+every zone, because every UTC offset in use since 1972 is a whole number of quarter hours (Asia/Kolkata +05:30,
+Asia/Kathmandu +05:45, Australia/Lord_Howe's 30-minute DST shift). Usage stored before that migration sits in
+the first quarter of its hour.
+
+Every answer says how fresh it is (:class:`Freshness`): the instant up to which every event already in Kafka
+has been counted, read from the partitions' committed progress in one small query.
 """
 
 from __future__ import annotations
@@ -16,14 +20,15 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from string import Template
 
 from clickhouse_connect.driver.client import Client
 
+from pipeline.alerts.state import AlertRecord, read_key_alerts
 from pipeline.measures import CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, ERROR_REQUESTS, INPUT_COST, INPUT_TOKENS, \
     OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNIT_COSTS, UNITS, UNPRICED_REQUESTS, Measure
-from pipeline.usage.ranges import SCOPES, Period, QueryError, UsageRequest, bucket_start
+from pipeline.usage.ranges import SCOPES, QueryError, UsageRequest, bucket_start, previous_period
 
 # Money sums keep all 24 decimals; derived ratios are rounded half-even to these places.
 AVERAGE_PLACES = Decimal("0.01")
@@ -31,17 +36,23 @@ RATIO_PLACES = Decimal("0.0001")
 SHARE_PLACES = Decimal("0.000001")
 ORDERS = {"cost": "total_cost DESC, requests DESC", "requests": "requests DESC, total_cost DESC"}
 
-# Bucket key and WITH FILL step per granularity. Hourly buckets are UTC epoch seconds (no zone arithmetic);
-# longer ones are local calendar dates, so DST days (23 or 25 hours) fall out of ClickHouse's tz functions.
+# The bucket of a stored 15-minute window, per granularity, as pipeline/usage/ranges.py bucket_key computes it:
+# the window, its local hour's start (epoch seconds: 30 or 45 minutes past a UTC hour in some zones), or a local
+# calendar date, so DST days (23 or 25 hours) fall out of ClickHouse's tz functions. Buckets without usage are
+# filled in Python from UsageRequest.bucket_keys (local hours are not evenly spaced across a 30-minute DST shift).
 BUCKETS = {
-    "hour": ("toUnixTimestamp(hour)", "UInt32", "3600"),
-    "day": ("toDate(hour, {tz:String})", "Date", "toIntervalDay(1)"),
-    "week": ("toMonday(hour, {tz:String})", "Date", "toIntervalWeek(1)"),
-    "month": ("toStartOfMonth(hour, {tz:String})", "Date", "toIntervalMonth(1)"),
+    "quarter_hour": "toUnixTimestamp(window_start)",
+    "hour": "toUnixTimestamp(window_start) - toMinute(window_start, {tz:String}) * 60",
+    "day": "toDate(window_start, {tz:String})",
+    "week": "toMonday(window_start, {tz:String})",
+    "month": "toStartOfMonth(window_start, {tz:String})",
 }
 
+# The hour bounds let the primary key (kind, api_key_id, hour, ...) prune; the window bounds are the range.
 _IN_RANGE = ("$scope = {scope_id:String} AND hour >= toDateTime({first_hour:UInt32}, 'UTC') "
-             "AND hour < toDateTime({end_hour:UInt32}, 'UTC')")
+             "AND hour < toDateTime({end_hour:UInt32}, 'UTC') "
+             "AND window_start >= toDateTime({first_window:UInt32}, 'UTC') "
+             "AND window_start < toDateTime({end_window:UInt32}, 'UTC')")
 # The sums behind Totals, by name (pipeline/measures.py); total_tokens and the ratios are derived in Python.
 TOTALS_MEASURES = (REQUESTS, ERROR_REQUESTS, UNPRICED_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
                    CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST, UNITS, UNIT_COSTS)
@@ -60,27 +71,25 @@ def sums(measures: tuple[Measure, ...]) -> str:
 
 _SUMS = sums(TOTALS_MEASURES)
 
-SUMMARY_SQL = f"SELECT {_SUMS} FROM usage_hourly WHERE {_IN_RANGE}"
+SUMMARY_SQL = f"SELECT {_SUMS} FROM usage_15m WHERE {_IN_RANGE}"
 MODELS_SQL = f"""
 SELECT model, provider, {_SUMS}
-FROM usage_hourly WHERE {_IN_RANGE}
+FROM usage_15m WHERE {_IN_RANGE}
 GROUP BY model, provider
 ORDER BY $order, model, provider"""
 SERIES_SQL = f"""
 SELECT $bucket AS bucket, {sums(SERIES_MEASURES)}
-FROM usage_hourly WHERE {_IN_RANGE}
-GROUP BY bucket
-ORDER BY bucket WITH FILL FROM {{fill_from:$fill_type}} TO {{fill_to:$fill_type}} STEP $step"""
+FROM usage_15m WHERE {_IN_RANGE}
+GROUP BY bucket"""
 PEAK_HOURS_SQL = f"""
-SELECT toHour(hour, {{tz:String}}) AS hour_of_day, sum(requests) AS requests,
+SELECT toHour(window_start, {{tz:String}}) AS hour_of_day, sum(requests) AS requests,
        sum(input_tokens) + sum(output_tokens) AS total_tokens
-FROM usage_hourly WHERE {_IN_RANGE}
-GROUP BY hour_of_day
-ORDER BY hour_of_day WITH FILL FROM 0 TO 24"""
+FROM usage_15m WHERE {_IN_RANGE}
+GROUP BY hour_of_day"""
 EXPORT_SQL = f"""
 SELECT $bucket AS bucket, api_key_id, model, provider, {sums(EXPORT_MEASURES)},
        arrayStringConcat(arraySort(arrayFilter(v -> v != '', groupUniqArray(price_version))), ';') AS price_version
-FROM usage_hourly WHERE {_IN_RANGE}
+FROM usage_15m WHERE {_IN_RANGE}
 GROUP BY bucket, api_key_id, model, provider
 ORDER BY bucket, api_key_id, model, provider"""
 EVER_USED_SQL = "SELECT count() FROM (SELECT 1 FROM usage_hourly WHERE $scope = {scope_id:String} LIMIT 1)"
@@ -135,10 +144,21 @@ class Status:
 
 
 @dataclass(frozen=True)
+class Freshness:
+    """How final the numbers are. ``counted_through`` (UTC): every event that reached Kafka before this instant
+    is counted; None when nothing has been counted yet. Later events can still arrive for any window up to
+    ``lateness_bound_s`` seconds old (METERLINE_MAX_LATENESS): past windows are final only beyond that."""
+
+    counted_through: datetime | None
+    lateness_bound_s: int
+
+
+@dataclass(frozen=True)
 class Summary:
     request: UsageRequest
     status: Status
     totals: Totals
+    freshness: Freshness
 
 
 @dataclass(frozen=True)
@@ -159,6 +179,7 @@ class ModelBreakdown:
     order: str
     total_requests: int
     models: tuple[ModelUsage, ...]
+    freshness: Freshness
 
 
 @dataclass(frozen=True)
@@ -177,11 +198,12 @@ class Series:
     request: UsageRequest
     status: Status
     buckets: tuple[SeriesBucket, ...]
+    freshness: Freshness
 
 
 @dataclass(frozen=True)
 class HourOfDay:
-    hour: int  # 0..23 in the requested zone (the local hour in which the stored UTC hour starts)
+    hour: int  # 0..23, the local hour in the requested zone
     requests: int
     total_tokens: int
 
@@ -191,6 +213,7 @@ class PeakHours:
     request: UsageRequest
     status: Status
     hours: tuple[HourOfDay, ...]
+    freshness: Freshness
 
 
 @dataclass(frozen=True)
@@ -211,12 +234,14 @@ KEYS_SQL = ("SELECT DISTINCT api_key_id FROM usage_hourly WHERE startsWith(api_k
 
 
 # Models that were counted without a price, over every key: what an operator should alias or price
-# (docs/pricing.md). A stored row counts when its hour starts in [from, to), as for every other answer.
+# (docs/pricing.md). A stored 15-minute window counts when its start lies in [from, to), as for every answer.
 UNPRICED_SQL = """
 SELECT model, provider, sum(unpriced_requests) AS requests, uniqExact(api_key_id) AS keys,
-       min(hour) AS first_hour, max(hour) AS last_hour
-FROM usage_hourly
-WHERE unpriced_requests > 0 AND hour >= toDateTime({start:UInt32}, 'UTC') AND hour < toDateTime({end:UInt32}, 'UTC')
+       min(window_start) AS first_window, max(window_start) AS last_window
+FROM usage_15m
+WHERE unpriced_requests > 0
+  AND hour >= toDateTime({first_hour:UInt32}, 'UTC') AND hour < toDateTime({end_hour:UInt32}, 'UTC')
+  AND window_start >= toDateTime({first_window:UInt32}, 'UTC') AND window_start < toDateTime({end_window:UInt32}, 'UTC')
 GROUP BY model, provider
 ORDER BY requests DESC, model, provider
 LIMIT {limit:UInt32}"""
@@ -225,14 +250,14 @@ LIMIT {limit:UInt32}"""
 @dataclass(frozen=True)
 class UnpricedModel:
     """A model x provider counted without a price: its unpriced requests, how many keys sent them, and the
-    first and last stored hour (UTC) that held one."""
+    starts of the first and last stored 15-minute windows (UTC) that held one."""
 
     model: str
     provider: str
     requests: int
     keys: int
-    first_hour: datetime
-    last_hour: datetime
+    first_window: datetime
+    last_window: datetime
 
 
 @dataclass(frozen=True)
@@ -242,35 +267,55 @@ class UnpricedModels:
 
     start: datetime
     end: datetime
+    tz: str
     limit: int
     truncated: bool
     models: tuple[UnpricedModel, ...]
 
 
-class UsageQueries:
-    """Answers for one key, org or project over a range. Synchronous: give it its own thread."""
+# The least freshness over the topic's partitions; ignores rows that claim none (counted_through 0).
+FRESHNESS_SQL = ("SELECT min(counted_through), count() FROM ingest_progress "
+                 "WHERE (kafka_topic = {topic:String} OR {topic:String} = '')")
 
-    def __init__(self, client: Client) -> None:
+
+class UsageQueries:
+    """Answers for one key, org or project over a range. Synchronous: give it its own thread.
+
+    ``usage_topic``: the topic whose progress says how fresh the answers are ("" for every topic the store
+    knows); ``lateness_bound_s``: METERLINE_MAX_LATENESS, reported with it."""
+
+    def __init__(self, client: Client, usage_topic: str = "", lateness_bound_s: int = 7 * 86400) -> None:
         self._client = client
+        self._usage_topic = usage_topic
+        self._lateness_bound_s = lateness_bound_s
+
+    def freshness(self) -> Freshness:
+        """The instant up to which every event already in Kafka is counted (one small query)."""
+        [(counted_through, partitions)] = self._client.query(
+            FRESHNESS_SQL, parameters={"topic": self._usage_topic}).result_rows
+        if counted_through is not None and counted_through.tzinfo is None:
+            counted_through = counted_through.replace(tzinfo=UTC)
+        if not partitions or counted_through is None or counted_through.timestamp() <= 0:
+            return Freshness(None, self._lateness_bound_s)
+        return Freshness(counted_through, self._lateness_bound_s)
 
     def keys(self, prefix: str, limit: int) -> KeyList:
         # One row more than asked tells whether the list was cut.
         rows = self._client.query(KEYS_SQL, parameters={"prefix": prefix, "limit": limit + 1}).result_rows
         return KeyList(prefix, limit, len(rows) > limit, tuple(row[0] for row in rows[:limit]))
 
-    def unpriced(self, period: Period, limit: int = 1000) -> UnpricedModels:
-        """Models counted without a price in the period, over every key (admin only in the API)."""
-        rows = list(self._client.query(UNPRICED_SQL, parameters={
-            "start": _ceil_seconds(period.start), "end": _ceil_seconds(period.end), "limit": limit + 1}
-        ).named_results())
+    def unpriced(self, request: UsageRequest, limit: int = 1000) -> UnpricedModels:
+        """Models counted without a price in ``request``'s range, over every key (``request``'s scope and id are
+        not used; admin only in the API), most unpriced requests first."""
+        sql, parameters = self._bind(UNPRICED_SQL, request, limit=limit + 1)  # one more tells whether it was cut
+        rows = list(self._client.query(sql, parameters=parameters).named_results())
         models = tuple(UnpricedModel(row["model"], row["provider"], row["requests"], row["keys"],
-                                     row["first_hour"].replace(tzinfo=UTC), row["last_hour"].replace(tzinfo=UTC))
-                       for row in rows[:limit])
-        return UnpricedModels(period.start, period.end, limit, len(rows) > limit, models)
+                                     _utc(row["first_window"]), _utc(row["last_window"])) for row in rows[:limit])
+        return UnpricedModels(request.start, request.end, request.tz, limit, len(rows) > limit, models)
 
     def summary(self, request: UsageRequest) -> Summary:
         totals = Totals.from_sums(self._named(SUMMARY_SQL, request)[0])
-        return Summary(request, self._status(request, totals.requests > 0), totals)
+        return Summary(request, self._status(request, totals.requests > 0), totals, self.freshness())
 
     def models(self, request: UsageRequest, order: str = "cost") -> ModelBreakdown:
         if order not in ORDERS:
@@ -280,20 +325,27 @@ class UsageQueries:
         models = tuple(ModelUsage(row["model"], row["provider"],
                                   _ratio(row["requests"], all_requests, SHARE_PLACES) or Decimal(0),
                                   Totals.from_sums(row)) for row in rows)
-        return ModelBreakdown(request, self._status(request, bool(rows)), order, all_requests, models)
+        return ModelBreakdown(request, self._status(request, bool(rows)), order, all_requests, models,
+                              self.freshness())
 
     def series(self, request: UsageRequest) -> Series:
-        fill_from, fill_to = request.fill_bounds()
-        rows = self._named(SERIES_SQL, request, fill_from=fill_from, fill_to=fill_to)
-        buckets = tuple(SeriesBucket(start=bucket_start(row.pop("bucket"), request.granularity, request.zone),
-                                     total_tokens=row["input_tokens"] + row["output_tokens"], **row)
-                        for row in rows)
-        return Series(request, self._status(request, any(b.requests for b in buckets)), buckets)
+        """Every bucket of the range in order, zero where there was no usage."""
+        found = {row.pop("bucket"): row for row in self._named(SERIES_SQL, request)}
+        # money is a Decimal like every other amount (the JSON says "0", a decimal string, not the number 0)
+        empty = {measure.name: Decimal(0) if measure.unit == "USD" else 0 for measure in SERIES_MEASURES}
+        buckets = []
+        for key in request.bucket_keys():
+            row = found.get(key, empty)
+            buckets.append(SeriesBucket(start=bucket_start(key, request.granularity, request.zone),
+                                        total_tokens=row["input_tokens"] + row["output_tokens"], **row))
+        return Series(request, self._status(request, any(b.requests for b in buckets)), tuple(buckets),
+                      self.freshness())
 
     def peak_hours(self, request: UsageRequest) -> PeakHours:
-        hours = tuple(HourOfDay(row["hour_of_day"], row["requests"], row["total_tokens"])
-                      for row in self._named(PEAK_HOURS_SQL, request))
-        return PeakHours(request, self._status(request, any(h.requests for h in hours)), hours)
+        found = {row["hour_of_day"]: row for row in self._named(PEAK_HOURS_SQL, request)}
+        hours = tuple(HourOfDay(hour, found[hour]["requests"], found[hour]["total_tokens"]) if hour in found
+                      else HourOfDay(hour, 0, 0) for hour in range(24))
+        return PeakHours(request, self._status(request, any(h.requests for h in hours)), hours, self.freshness())
 
     def export_blocks(self, request: UsageRequest, block_rows: int = 2048) -> AbstractContextManager:
         """A clickhouse-connect row-block stream of bucket x key x model x provider rows (see EXPORT_SQL),
@@ -301,6 +353,34 @@ class UsageQueries:
         sql, parameters = self._bind(EXPORT_SQL, request)
         return self._client.query_row_block_stream(sql, parameters=parameters,
                                                    settings={"max_block_size": block_rows})
+
+    def compare(self, request: UsageRequest) -> Comparison:
+        """The range's totals next to those of its previous period (:func:`~pipeline.usage.ranges.previous_period`:
+        the same local length just before ``from``), and the change of each compared measure."""
+        current = self.summary(request)
+        before = previous_period(request)
+        previous = self.summary(before) if before is not None else None
+        return Comparison(request, current.status, current.totals, before,
+                          previous.status if previous else None, previous.totals if previous else None,
+                          Changes.between(current.totals, previous.totals if previous else None),
+                          current.freshness)
+
+    def busiest_keys(self, request: UsageRequest, limit: int) -> BusiestKeys:
+        """The api_key_ids with the most requests in ``request``'s range, over every key (``request``'s scope
+        and id are not used): ties by total tokens, then cost, then id. Keys without requests are left out."""
+        sql, parameters = self._bind(BUSIEST_KEYS_SQL, request, limit=limit)
+        rows = self._client.query(sql, parameters=parameters).named_results()
+        return BusiestKeys(request.start, request.end, request.tz, limit, tuple(
+            KeyActivity(row["api_key_id"], row["requests"], row["total_tokens"], row["total_cost"]) for row in rows),
+            self.freshness())
+
+    def alerts(self, request: UsageRequest) -> KeyAlerts:
+        """The spike alerts (pipeline/alerts, ``alert_state``) of the key ``request`` names that were open at some
+        instant of its range, open or resolved, oldest first. Only keys have alerts: another scope has none."""
+        if request.scope != "key":
+            return KeyAlerts(request, ())
+        records = read_key_alerts(self._client, request.scope_id, request.start, request.end)
+        return KeyAlerts(request, tuple(SpikeAlert.of(record) for record in records))
 
     def _status(self, request: UsageRequest, has_usage: bool) -> Status:
         if has_usage:
@@ -325,18 +405,16 @@ class UsageQueries:
 
     @staticmethod
     def _bind(template: str, request: UsageRequest, order: str = "", **extra) -> tuple[str, dict]:
-        bucket, fill_type, step = BUCKETS[request.granularity]
-        sql = Template(template).substitute(scope=SCOPES[request.scope], bucket=bucket, fill_type=fill_type,
-                                            step=step, order=order)
+        sql = Template(template).substitute(scope=SCOPES[request.scope], bucket=BUCKETS[request.granularity],
+                                            order=order)
         parameters = {"scope_id": request.scope_id, "tz": request.tz, "first_hour": request.first_hour_epoch,
-                      "end_hour": request.end_hour_epoch, **extra}
+                      "end_hour": request.end_hour_epoch, "first_window": request.first_window_epoch,
+                      "end_window": request.end_window_epoch, **extra}
         return sql, parameters
 
 
-def _ceil_seconds(instant: datetime) -> int:
-    """Epoch seconds of the first whole second at or after ``instant``."""
-    seconds = instant.timestamp()
-    return int(seconds) if seconds == int(seconds) else int(seconds) + 1
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def non_zero(summed: dict) -> dict:
@@ -348,3 +426,141 @@ def _ratio(numerator: int, denominator: int, places: Decimal) -> Decimal | None:
     if not denominator:
         return None
     return (Decimal(numerator) / Decimal(denominator)).quantize(places, rounding=ROUND_HALF_EVEN)
+
+
+# ---- the previous period, the busiest keys and a key's spike alerts -------------------------------------
+
+RELATIVE_PLACES = Decimal("0.0001")
+# What Comparison compares: every Totals measure a card shows.
+COMPARED = ("total_tokens", "input_tokens", "output_tokens", "requests", "error_requests", "cache_read_tokens",
+            "cache_write_tokens", "reasoning_tokens", "total_cost", "avg_tokens_per_request", "output_input_ratio")
+
+
+@dataclass(frozen=True)
+class Change:
+    """current - previous of one measure. ``difference``: exact (an integer for counts, a decimal for money and
+    ratios); None when either side is None (a ratio without a denominator). ``relative`` = difference /
+    previous, rounded half-even to 4 places (0.25 = +25%); None when the previous value is 0 or None."""
+
+    difference: int | Decimal | None
+    relative: Decimal | None
+
+    @classmethod
+    def of(cls, current: int | Decimal | None, previous: int | Decimal | None) -> "Change":
+        if current is None or previous is None:
+            return cls(None, None)
+        difference = current - previous
+        relative = None
+        if previous:
+            with localcontext() as context:  # exact enough for Decimal(38, 24) sums: one rounding, at the end
+                context.prec = 100
+                relative = (Decimal(difference) / Decimal(previous)).quantize(RELATIVE_PLACES,
+                                                                              rounding=ROUND_HALF_EVEN)
+        return cls(difference, relative)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The change of each measure the range and its previous period are compared on, by name."""
+
+    total_tokens: Change
+    input_tokens: Change
+    output_tokens: Change
+    requests: Change
+    error_requests: Change
+    cache_read_tokens: Change
+    cache_write_tokens: Change
+    reasoning_tokens: Change
+    total_cost: Change
+    avg_tokens_per_request: Change
+    output_input_ratio: Change
+
+    @classmethod
+    def between(cls, current: Totals, previous: Totals | None) -> "Changes":
+        """All None without a previous period."""
+        return cls(**{name: Change.of(getattr(current, name), getattr(previous, name) if previous else None)
+                      for name in COMPARED})
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A range and its previous period side by side. ``previous_request`` is None (and so are
+    ``previous_status`` and ``previous_totals``) when that period would start before 1970-01-01 UTC."""
+
+    request: UsageRequest
+    status: Status
+    totals: Totals
+    previous_request: UsageRequest | None
+    previous_status: Status | None
+    previous_totals: Totals | None
+    changes: Changes
+    freshness: Freshness
+
+
+@dataclass(frozen=True)
+class KeyActivity:
+    api_key_id: str
+    requests: int
+    total_tokens: int  # input + output
+    total_cost: Decimal  # USD, exact
+
+
+@dataclass(frozen=True)
+class BusiestKeys:
+    """At most ``limit`` keys of [start, end), the busiest first (most requests; ties by total tokens, cost, id)."""
+
+    start: datetime
+    end: datetime
+    tz: str
+    limit: int
+    keys: tuple[KeyActivity, ...]
+    freshness: Freshness
+
+
+# _IN_RANGE without the scope: every key's windows starting in the range.
+BUSIEST_KEYS_SQL = """
+SELECT api_key_id, sum(requests) AS requests, sum(input_tokens) + sum(output_tokens) AS total_tokens,
+       sum(total_cost) AS total_cost
+FROM usage_15m
+WHERE hour >= toDateTime({first_hour:UInt32}, 'UTC') AND hour < toDateTime({end_hour:UInt32}, 'UTC')
+  AND window_start >= toDateTime({first_window:UInt32}, 'UTC') AND window_start < toDateTime({end_window:UInt32}, 'UTC')
+GROUP BY api_key_id
+HAVING requests > 0
+ORDER BY requests DESC, total_tokens DESC, total_cost DESC, api_key_id
+LIMIT {limit:UInt32}"""
+
+
+@dataclass(frozen=True)
+class SpikeAlert:
+    """One usage-spike alert (docs/alerts.md): what fired (``model``, "*" for the key's total over its models,
+    and ``metric``: tokens, requests or cost), when (``opened_at``; ``resolved_at`` None while open) and why
+    (``rule``, ``reason``). ``value`` is the last observed usage of the last 60 minutes, ``peak`` the highest
+    while open, ``threshold`` and ``baseline`` what it was compared with: all per hour, in the metric's unit
+    (tokens, requests or USD; estimates, not ledger amounts)."""
+
+    model: str
+    metric: str
+    status: str  # "firing" or "resolved"
+    severity: str
+    rule: str  # "baseline", "new_key" or "static"
+    reason: str
+    opened_at: datetime  # UTC
+    resolved_at: datetime | None
+    updated_at: datetime
+    value: float
+    peak: float
+    threshold: float
+    baseline: float
+
+    @classmethod
+    def of(cls, record: AlertRecord) -> "SpikeAlert":
+        """From the alert runner's record (what channels were told is left out)."""
+        return cls(record.key.model, record.key.metric, record.status, record.severity, record.rule, record.reason,
+                   record.opened_at, record.resolved_at, record.updated_at, record.value, record.peak,
+                   record.threshold, record.baseline)
+
+
+@dataclass(frozen=True)
+class KeyAlerts:
+    request: UsageRequest
+    alerts: tuple[SpikeAlert, ...]

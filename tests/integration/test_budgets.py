@@ -113,7 +113,6 @@ def test_a_key_without_history_projects_nothing(berlin):
     assert status.state == "within" and status.thresholds_crossed == ()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the 15-minute storage grain of issue 15")
 def test_a_kolkata_day_starts_at_local_midnight(clickhouse):
     """Asia/Kolkata is UTC+05:30: its day starts at 18:30 UTC, inside a stored UTC hour. The truth counts a
     request at 00:10 local in the new day and one at 23:45 the evening before in the old one."""

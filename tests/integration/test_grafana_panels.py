@@ -193,7 +193,14 @@ def check_models(store, sql, key, start, end):  # noqa: F811
         assert abs(Decimal(share) - model.request_share) <= Decimal("0.0000005")  # the API's 6-place rounding
 
 
+def check_counted_through(store, sql, key, start, end):  # noqa: F811
+    rows = run(store, expand(sql, start, end, key=key))
+    counted_through = store.queries.freshness().counted_through
+    assert rows == ([] if counted_through is None else [(counted_through.replace(tzinfo=None),)])
+
+
 CHECKS = {
+    "Counted through": check_counted_through,
     "Total tokens": check_stat("total_tokens"),
     "Input tokens": check_stat("input_tokens"),
     "Output tokens": check_stat("output_tokens"),
@@ -236,11 +243,13 @@ def test_a_key_id_is_decoded_back_exactly(store):  # noqa: F811
     assert decoded == "a'b\\c ü%"
 
 
-def test_time_filter_would_count_the_hour_starting_at_to(store):  # noqa: F811
-    """Why the panels write `hour < $__toTime`: the plugin's $__timeFilter includes `to`."""
+def test_time_filter_would_count_the_window_starting_at_to(store):  # noqa: F811
+    """Why the panels write `window_start < $__toTime`: the plugin's $__timeFilter includes `to`."""
     key, start, end = "key-a", utc(2026, 10, 21), utc(2026, 10, 22)
-    with_macro = panel_sql("Total requests").replace("hour >= $__fromTime AND hour < $__toTime", "$__timeFilter(hour)")
-    next_hour = store.queries.summary(request(key, end, utc(2026, 10, 22, 1))).totals.requests
+    with_macro = panel_sql("Total requests").replace("window_start >= $__fromTime AND window_start < $__toTime",
+                                                     "$__timeFilter(window_start)").replace(
+        "hour < $__toTime", "hour <= $__toTime")
+    next_hour = store.queries.summary(request(key, end, utc(2026, 10, 22, 0, 15))).totals.requests
     assert next_hour > 0
     [(inclusive,)] = run(store, expand(with_macro, start, end, key=key))
     [(exact,)] = run(store, expand(panel_sql("Total requests"), start, end, key=key))
@@ -279,3 +288,17 @@ def test_every_clickhouse_query_of_the_dashboard_is_covered_here():
                  if v.get("datasource", {}).get("uid") == CLICKHOUSE_UID}
     assert variables == {"org", "project", "key"}
     assert all(len(p["targets"]) == 1 for p in clickhouse_panels())
+
+
+def test_the_counted_through_panel_shows_the_query_modules_freshness(clickhouse):  # noqa: F811
+    from pipeline.metering.failpoints import Failpoints
+    from pipeline.metering.sink import RollupWriter
+    from pipeline.usage.query import UsageQueries
+    writer = RollupWriter(clickhouse, "usage", 7 * 86400, Failpoints())
+    assert writer.record_freshness(0, -1, int(utc(2026, 11, 30, 12, 0, 1).timestamp() * 1000) + 250)
+    assert writer.record_freshness(1, -1, int(utc(2026, 11, 30, 12, 5).timestamp() * 1000))
+    rows = clickhouse.query(expand(panel_sql("Counted through"), utc(2026, 11, 1), utc(2026, 12, 1),
+                                   key="k")).result_rows
+    expected = UsageQueries(clickhouse).freshness().counted_through
+    assert expected == datetime(2026, 11, 30, 12, 0, 1, 250000, tzinfo=UTC)  # the older partition
+    assert rows == [(expected.replace(tzinfo=None),)]

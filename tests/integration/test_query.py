@@ -72,6 +72,7 @@ def make_events(n: int = 4000, seed: int = 11) -> list[dict]:
 class Priced:
     event: dict
     hour: datetime  # start of the event's UTC hour
+    window: datetime  # start of its 15-minute window (the storage grain)
     input_cost: Decimal
     output_cost: Decimal
     unpriced: bool
@@ -80,6 +81,7 @@ class Priced:
 def price(event: dict) -> Priced:
     at = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
     hour = at.replace(minute=0, second=0, microsecond=0)
+    window = at.replace(minute=at.minute // 15 * 15, second=0, microsecond=0)
     try:
         p = calc_price(Usage(input_tokens=event["input_tokens"], output_tokens=event["output_tokens"],
                              cache_read_tokens=event["cache_read_tokens"],
@@ -87,10 +89,10 @@ def price(event: dict) -> Priced:
                              output_reasoning_tokens=event["reasoning_tokens"], **event.get("usage", {})),
                        event["model"], provider_id=event["provider"] or None, genai_request_timestamp=at)
     except LookupError:
-        return Priced(event, hour, Decimal(0), Decimal(0), True)
+        return Priced(event, hour, window, Decimal(0), Decimal(0), True)
     # genai-prices counts units without a direction (web searches) in total_price only; meterline's rule puts
     # them on the input side, so input + output = total
-    return Priced(event, hour, p.total_price - p.output_price, p.output_price, False)
+    return Priced(event, hour, window, p.total_price - p.output_price, p.output_price, False)
 
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -117,8 +119,8 @@ def sums(items: list[Priced]) -> dict:
 
 
 def select(ledger: list[Priced], scope: str, scope_id: str, start: datetime, end: datetime) -> list[Priced]:
-    """The documented rule: a stored hour counts when its start lies in [start, end)."""
-    return [p for p in ledger if p.event[SCOPE_FIELD[scope]] == scope_id and start <= p.hour < end]
+    """The documented rule: a stored 15-minute window counts when its start lies in [start, end)."""
+    return [p for p in ledger if p.event[SCOPE_FIELD[scope]] == scope_id and start <= p.window < end]
 
 
 def totals_dict(totals) -> dict:
@@ -207,7 +209,7 @@ def assert_series_matches(series, items: list[Priced], bucket_of) -> None:
 
 
 def local_midnight(p: Priced, zone: ZoneInfo) -> datetime:
-    return datetime.combine(p.hour.astimezone(zone).date(), datetime.min.time(), zone)
+    return datetime.combine(p.window.astimezone(zone).date(), datetime.min.time(), zone)
 
 
 def test_daily_series_in_berlin_has_a_25_hour_day_and_zero_filled_gap(store):
@@ -253,17 +255,31 @@ def test_weekly_and_monthly_series(store, granularity, count):
     assert_series_matches(series, items, bucket)
 
 
-def test_half_hour_zone_counts_each_utc_hour_in_the_local_day_it_starts(store):
-    """Asia/Kolkata (+05:30): day 2026-11-01 holds the UTC hours starting 00:30 .. 23:30 local."""
+def test_half_hour_zone_days_and_hours_are_exact(store):
+    """Asia/Kolkata (+05:30): day 2026-11-01 holds every event from 2026-10-31T18:30Z to 2026-11-01T18:30Z."""
     request = parse_request("key", "key-b", "2026-10-25", "2026-11-08", "Asia/Kolkata")
     series = store.queries.series(request)
     assert series.buckets[0].start.isoformat() == "2026-10-25T00:00:00+05:30"
     start, end = datetime(2026, 10, 25, tzinfo=KOLKATA), datetime(2026, 11, 8, tzinfo=KOLKATA)
     items = select(store.ledger, "key", "key-b", start, end)
-    assert min(p.hour for p in items).astimezone(KOLKATA).minute == 30
+    assert {p.window.astimezone(KOLKATA).minute for p in items} == {0, 15, 30, 45}  # the day edge is tested
     assert_series_matches(series, items, lambda p: local_midnight(p, KOLKATA))
     hourly = store.queries.series(parse_request("key", "key-b", "2026-11-01", "2026-11-02", "Asia/Kolkata", "hour"))
-    assert len(hourly.buckets) == 24 and hourly.buckets[0].start.isoformat() == "2026-11-01T00:30:00+05:30"
+    assert len(hourly.buckets) == 24 and hourly.buckets[0].start.isoformat() == "2026-11-01T00:00:00+05:30"
+    hour_items = select(store.ledger, "key", "key-b", datetime(2026, 11, 1, tzinfo=KOLKATA),
+                        datetime(2026, 11, 2, tzinfo=KOLKATA))
+    assert_series_matches(hourly, hour_items, lambda p: p.window.astimezone(KOLKATA).replace(minute=0))
+
+
+def test_the_issues_kolkata_example_counts_three_requests(clickhouse):
+    """Events at 2026-11-20T18:45Z (00:15 IST on the 21st), 2026-11-21T10:00Z and 2026-11-21T18:20Z (23:50 IST):
+    the IST day 2026-11-21 has 3 requests (per UTC hour it had 2)."""
+    events = [{"request_id": f"i-{n}", "api_key_id": "k-ist", "model": "gpt-4o", "timestamp": ts, "input_tokens": 1,
+               "output_tokens": 1}
+              for n, ts in enumerate((1795200300000, 1795255200000, 1795285200000))]
+    write_events(clickhouse, events, 1795348800000)
+    day = UsageQueries(clickhouse).summary(parse_request("key", "k-ist", "2026-11-21", "2026-11-22", "Asia/Kolkata"))
+    assert day.totals.requests == 3
 
 
 @pytest.mark.parametrize("tz", ["Europe/Berlin", "Asia/Kolkata"])
@@ -273,7 +289,7 @@ def test_peak_hours_count_requests_per_local_hour(store, tz):
     assert [h.hour for h in peak.hours] == list(range(24))
     start, end = datetime(2026, 10, 20, tzinfo=zone), datetime(2026, 11, 10, tzinfo=zone)
     items = select(store.ledger, "key", "key-a", start, end)
-    expected = bucketed(items, lambda p: p.hour.astimezone(zone).hour)
+    expected = bucketed(items, lambda p: p.window.astimezone(zone).hour)
     assert [(h.requests, h.total_tokens) for h in peak.hours] == [
         (len(expected.get(h, [])), sums(expected.get(h, []))["total_tokens"]) for h in range(24)]
 
@@ -386,9 +402,10 @@ def test_a_year_of_hourly_csv_streams_in_blocks_with_constant_memory(clickhouse)
 
 
 def test_unpriced_models_are_listed_with_their_request_counts(store):
-    from pipeline.usage.ranges import parse_period
+    def every_key(start: str, end: str, tz: str = "UTC"):
+        return parse_request("key", "*", start, end, tz)
 
-    answer = store.queries.unpriced(parse_period("2026-10-20", "2026-11-10"))
+    answer = store.queries.unpriced(every_key("2026-10-20", "2026-11-10"))
     unpriced = [p for p in store.ledger if p.unpriced]
     assert unpriced  # my-private-model has no price anywhere
     expected = defaultdict(list)
@@ -398,10 +415,10 @@ def test_unpriced_models_are_listed_with_their_request_counts(store):
         (model, provider, len(items), len({p.event["api_key_id"] for p in items}))
         for (model, provider), items in sorted(expected.items(), key=lambda kv: -len(kv[1]))]
     [model] = answer.models
-    assert model.first_hour == min(p.hour for p in unpriced) and model.last_hour == max(p.hour for p in unpriced)
+    assert model.first_window == min(p.window for p in unpriced) and model.last_window == max(p.window for p in unpriced)
     assert not answer.truncated
-    # the range follows the same rule as every answer: a stored hour counts when it starts inside it
-    week = store.queries.unpriced(parse_period("2026-10-27", "2026-11-03", "Europe/Berlin"))
+    # the range follows the same rule as every answer: a stored window counts when it starts inside it
+    week = store.queries.unpriced(every_key("2026-10-27", "2026-11-03", "Europe/Berlin"))
     start, end = datetime(2026, 10, 27, tzinfo=BERLIN), datetime(2026, 11, 3, tzinfo=BERLIN)
-    assert week.models[0].requests == sum(1 for p in unpriced if start <= p.hour < end)
-    assert store.queries.unpriced(parse_period("2025-01-01", "2025-02-01")).models == ()
+    assert week.models[0].requests == sum(1 for p in unpriced if start <= p.window < end)
+    assert store.queries.unpriced(every_key("2025-01-01", "2025-02-01")).models == ()

@@ -129,7 +129,7 @@ def test_demo_meters_collector_payloads_alerts_stops_cleanly_and_never_doubles_o
         now = datetime.now(UTC)
         span = f"from={(now - timedelta(days=2)):%Y-%m-%d}&to={(now + timedelta(days=1)):%Y-%m-%d}"
         for key, *_ in KEYS:
-            summary = wait_for(lambda: (s := http_json(f"{base}/api/v1/summary?key={key}&{span}", token))
+            summary = wait_for(lambda: (s := http_json(f"{base}/api/v1/summary?scope=key&id={key}&{span}", token))
                                and s["status"]["has_usage"] and s, 120, f"usage of {key}", log)
             assert summary["totals"]["requests"] > 0
             print(f"{key}: first data {time.monotonic() - started:.1f} s after the demo started")

@@ -17,7 +17,7 @@ from pipeline.metering.dedup import SeenRequests
 from pipeline.metering.failpoints import Failpoints
 from pipeline.migrations import Migrator, discover
 from pipeline.metering.pricing import PriceBook
-from pipeline.metering.rollup import RawMessage, RollupBuilder, TimeBounds
+from pipeline.metering.rollup import RawMessage, RequestKey, RollupBuilder, TimeBounds
 from pipeline.metering.sink import NO_PROGRESS, FencedError, FlushRange, RollupWriter
 
 pytestmark = pytest.mark.clickhouse
@@ -222,18 +222,47 @@ def test_request_ids_count_only_once_their_flush_committed(clickhouse):
     flush = FlushRange(0, 0, 49, NO_PROGRESS)
     encoded = writer.encode(flush, rollup)
     writer.write_request_ids(encoded)  # ...and the worker dies before commit
-    ids = [e["request_id"] for e in events]
-    assert writer.confirm_seen(0, writer.progress(0), ids) == set()
+    requests = [RequestKey(e["api_key_id"], e["request_id"]) for e in events]
+    ids = [request.request_id for request in requests]
+    assert writer.confirm_seen(0, writer.progress(0), requests) == set()
     assert len(writer.load_seen(0, writer.progress(0), 0)) == 0
     writer.commit(flush, encoded)
-    assert writer.confirm_seen(0, writer.progress(0), ids + ["other"]) == set(ids)
+    other_key = [RequestKey("another-key", request.request_id) for request in requests[:5]]
+    assert writer.confirm_seen(0, writer.progress(0), requests + other_key + [RequestKey("k", "other")]) \
+        == set(requests)  # the same request id under another key is another request
     seen = writer.load_seen(0, writer.progress(0), 0)
     assert len(seen) == 50
     from pipeline.metering.dedup import request_id_hashes
     assert seen.maybe_seen(request_id_hashes(ids)).all()
-    assert writer.confirm_seen(1, 49, ids) == set()  # scoped to the partition
+    assert writer.confirm_seen(1, 49, requests) == set()  # scoped to the partition
     recent = writer.load_seen(0, 49, (NOW_MS - 3600_000) // 3_600_000)
     assert 0 < len(recent) < 50  # only ids whose event hour is within the horizon
+
+
+def test_ids_recorded_before_the_request_scope_keep_refusing_their_id(clickhouse):
+    """Rows of dedup_keys written before migration 0005 carry no api_key_id: any key's repeat of that id is
+    still a duplicate until the row expires (the identity they were counted under)."""
+    writer = new_writer(clickhouse)
+    write(writer, make_events(10, seed=9))
+    clickhouse.command("INSERT INTO dedup_keys (kafka_topic, kafka_partition, request_id, hour, batch_end_offset, "
+                       "expires_at) VALUES ('usage', 0, 'legacy-1', now(), 5, now() + 86400)")
+    assert writer.confirm_seen(0, 9, [RequestKey("key-3", "legacy-1"), RequestKey("key-3", "new-1")]) \
+        == {RequestKey("key-3", "legacy-1")}
+
+
+def test_a_flush_records_how_fresh_its_partition_is_and_an_idle_mark_never_moves_progress(clickhouse):
+    writer = new_writer(clickhouse)
+    messages, draft = flush_of(make_events(5, seed=10))
+    flush = FlushRange(0, 0, 4, NO_PROGRESS, counted_through_ms=NOW_MS - 1234)
+    encoded = writer.encode(flush, draft.finish(set()))
+    writer.write_request_ids(encoded)
+    writer.commit(flush, encoded)
+    fresh = "SELECT last_offset, toUnixTimestamp64Milli(counted_through) FROM ingest_progress"
+    assert clickhouse.query(fresh).result_rows == [(4, NOW_MS - 1234)]
+    assert writer.record_freshness(0, 4, NOW_MS + 500) is True
+    assert clickhouse.query(fresh).result_rows == [(4, NOW_MS + 500)]
+    assert writer.record_freshness(0, 3, NOW_MS + 900) is False  # someone else's progress: no claim
+    assert clickhouse.query(fresh).result_rows == [(4, NOW_MS + 500)]
 
 
 def test_duplicates_confirmed_by_clickhouse_are_not_counted_again(clickhouse):
@@ -244,7 +273,7 @@ def test_duplicates_confirmed_by_clickhouse_are_not_counted_again(clickhouse):
     fresh = make_events(20, seed=6)
     seen = writer.load_seen(0, 99, 0)
     messages, draft = flush_of(retries + fresh, first_offset=100, seen=seen)
-    assert set(draft.maybe_seen) >= {e["request_id"] for e in retries}
+    assert set(draft.maybe_seen) >= {RequestKey(e["api_key_id"], e["request_id"]) for e in retries}
     confirmed = writer.confirm_seen(0, 99, draft.maybe_seen)
     rollup = draft.finish(confirmed)
     flush = FlushRange(0, 100, messages[-1].offset, 99)

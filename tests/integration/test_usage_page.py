@@ -13,7 +13,9 @@ own browser download is never used.
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime
 import io
+from urllib.parse import quote
 from collections.abc import AsyncIterator
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -29,7 +31,7 @@ from pipeline.clickhouse import ClickHouse, connect
 from pipeline.config import ApiSettings
 from pipeline.usage.export import CSV_COLUMNS
 from pipeline.usage.query import UsageQueries
-from pipeline.usage.ranges import parse_request
+from pipeline.usage.ranges import TIME_ZONES, parse_request
 from pipeline.usage.tokens import issue_key_token
 from test_query import NOW, store  # noqa: F401  (the seeded module fixture)
 
@@ -54,7 +56,7 @@ STATS = ("total_tokens", "input_tokens", "output_tokens", "requests")
 async def site(store) -> AsyncIterator[str]:  # noqa: F811
     """The API and the page, as the worker and `meterline api` mount them, on a free local port."""
     reader = ClickHouse(connect(store.url))
-    app = create_api_app(UsageQueries(reader.client), reader.run, SETTINGS)
+    app = create_api_app(UsageQueries(reader.client), reader.run, SETTINGS, clock=lambda: NOW)
     add_usage_page(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -184,12 +186,12 @@ async def shown_charts(page: Page) -> dict[str, dict]:
 async def assert_page_shows(page: Page, site: str, store, key: str, range_: tuple[str, str],  # noqa: F811
                             asked: str | None = None) -> None:
     """The five numbers, the three charts and the model table equal the query module's and the API's for
-    ``key``; ``asked`` is the key the page asks for (by default ``key``; "" for a key token's own key)."""
+    ``key``; ``asked`` is the key the page asks for (by default ``key``)."""
     from_, to = range_
     await wait_for_range(page, key if asked is None else asked, from_, to)
     request = parse_request("key", key, from_, to, TZ)
     totals = store.queries.summary(request).totals
-    api_totals = (await api_json(site, "summary", key=key, **{"from": from_, "to": to, "tz": TZ}))["totals"]
+    api_totals = (await api_json(site, "summary", scope="key", id=key, **{"from": from_, "to": to, "tz": TZ}))["totals"]
     stats = await shown_stats(page)
     for name in STATS:
         assert stats[name] == [f"{getattr(totals, name):,}", str(getattr(totals, name))], name
@@ -199,10 +201,18 @@ async def assert_page_shows(page: Page, site: str, store, key: str, range_: tupl
     buckets = store.queries.series(request).buckets
     charts = await shown_charts(page)
     assert {name: (c["buckets"], c["labels"]) for name, c in charts.items()} == {
-        name: (len(buckets), len(buckets)) for name in ("total-tokens", "input-output", "requests")}
+        name: (len(buckets), len(buckets)) for name in ("total-tokens", "input-output", "requests", "cost")}
     assert charts["total-tokens"]["data"] == [[b.total_tokens for b in buckets]]
     assert charts["input-output"]["data"] == [[b.input_tokens for b in buckets], [b.output_tokens for b in buckets]]
     assert charts["requests"]["data"] == [[b.requests for b in buckets]]
+    assert charts["cost"]["data"] == [[float(b.total_cost) for b in buckets]]
+
+    freshness = store.queries.freshness()
+    shown = await page.locator("#freshness").text_content()
+    if freshness.counted_through is None:
+        assert shown == "Nothing counted yet. Events may arrive up to 7 days late."
+    else:
+        assert shown.startswith("Counted through ") and shown.endswith("Events may still arrive up to 7 days late.")
 
     models = store.queries.models(request).models
     rows = await page.locator("#models-body tr").evaluate_all(
@@ -210,12 +220,10 @@ async def assert_page_shows(page: Page, site: str, store, key: str, range_: tupl
         "c.textContent), [...r.querySelectorAll('.units span')].map(s => [s.dataset.unit, s.textContent])])")
     assert [(r[0], r[1], r[5]) for r in rows] == [(m.model, m.provider or "unknown", f"{m.totals.requests:,}")
                                                   for m in models]
-    # under each name: the non-zero cache, reasoning and extra units, named as the API names them
+    # under each name: the non-zero units beyond the token columns, named as the API names them
+    assert any(m.totals.units for m in models)
     for row, m in zip(rows, models):
-        parts = {name: getattr(m.totals, name) for name in ("cache_read_tokens", "cache_write_tokens",
-                                                            "reasoning_tokens") if getattr(m.totals, name)}
-        assert row[-1] == [[name, f"{name.replace('_', ' ')} {count:,}"]
-                           for name, count in [*parts.items(), *m.totals.units.items()]]
+        assert row[-1] == [[name, f"{name.replace('_', ' ')} {count:,}"] for name, count in m.totals.units.items()]
 
 
 async def test_admin_sees_the_numbers_charts_and_models_of_each_range(open_page, site, store):  # noqa: F811
@@ -224,7 +232,7 @@ async def test_admin_sees_the_numbers_charts_and_models_of_each_range(open_page,
     assert await page.evaluate("sessionStorage.getItem('meterline.token')") == ADMIN
     assert await page.locator("#key option").all_text_contents() == ["key-a", "key-b", "key-c"]
     assert await page.locator("#tz").input_value() == TZ  # the browser's zone by default
-    await assert_page_shows(page, site, store, "key-a", RANGES["7d"])  # the first key, last 7 days
+    await assert_page_shows(page, site, store, "key-a", RANGES["7d"])  # the busiest key, last 7 days
     await page.screenshot(path=artifact("usage-desktop.png"), full_page=True)
 
     await page.get_by_role("radio", name="30 d").click()
@@ -243,6 +251,21 @@ async def test_admin_sees_the_numbers_charts_and_models_of_each_range(open_page,
     await page.get_by_label("Find a key").fill("key-c")  # prefix search asks /api/v1/keys?q=
     await wait_for_range(page, "key-c", *RANGES["24h"])
     assert await page.locator("#key option").all_text_contents() == ["key-c"]
+
+
+async def test_the_page_says_how_fresh_its_numbers_are(open_page, site, store):  # noqa: F811
+    from pipeline.metering.failpoints import Failpoints
+    from pipeline.metering.sink import RollupWriter
+    writer = RollupWriter(store.client, "usage", 7 * 86400, Failpoints())
+    through = datetime(2026, 11, 10, 11, 59, 30, tzinfo=UTC)
+    assert writer.record_freshness(0, writer.progress(0), int(through.timestamp() * 1000))
+    page = await open_page("/usage")
+    await assert_page_shows(page, site, store, "key-a", RANGES["7d"])
+    text = await page.locator("#freshness").text_content()
+    assert "12:59:30" in text or "12:59:30 PM" in text  # 11:59:30 UTC shown in Berlin (UTC+1)
+    api = await api_json(site, "summary", scope="key", id="key-a", **{"from": RANGES["7d"][0], "to": RANGES["7d"][1],
+                                                                    "tz": TZ})
+    assert api["freshness"] == {"counted_through": "2026-11-10T11:59:30+00:00", "lateness_bound_s": 604800}
 
 
 async def test_export_downloads_the_csv_of_the_range(open_page, store):  # noqa: F811
@@ -273,7 +296,8 @@ async def test_an_empty_range_and_an_unknown_key_say_no_model_usage_data(open_pa
     assert "No model usage data" in await empty.inner_text()
     assert "no requests in this period: key 'key-a'" in await empty.inner_text()
     assert await page.locator("#models-table").is_hidden()
-    assert [text for text, _ in (await shown_stats(page)).values()] == ["0", "0", "0", "0", "$0.00"]
+    assert [text for text, _ in (await shown_stats(page)).values()] == [
+        "0", "0", "0", "0", "$0.00", "–", "–", "0", "0", "0"]  # no requests, no input: no ratios
     assert {c["buckets"] for c in (await shown_charts(page)).values()} == {7}  # zero buckets, no holes
     await page.screenshot(path=artifact("usage-desktop-empty.png"), full_page=True)
 
@@ -288,7 +312,7 @@ async def test_an_empty_range_and_an_unknown_key_say_no_model_usage_data(open_pa
 async def test_a_key_token_sees_its_own_key_only(open_page, site, store):  # noqa: F811
     token = issue_key_token(SECRET, "key-b")
     page = await open_page("/usage", token=token)
-    await assert_page_shows(page, site, store, "key-b", RANGES["7d"], asked="")  # the API defaults to the token's
+    await assert_page_shows(page, site, store, "key-b", RANGES["7d"])  # whoami names the token's own key
     assert await page.locator("#key-choice").is_hidden() and await page.locator("#key-fixed").is_visible()
     assert await page.locator("#key-name").inner_text() == "key-b"
     assert (await shown_stats(page))["requests"][1] == str(
@@ -297,11 +321,32 @@ async def test_a_key_token_sees_its_own_key_only(open_page, site, store):  # noq
     page = await open_page("/usage?key=key-a", token=token)
     assert await page.evaluate("document.body.dataset.state") == "error"
     alert = await page.get_by_role("alert").inner_text()
-    assert "may not read key 'key-a' (403" in alert and "reads only its own key" in alert
+    assert "may not read key 'key-a' (this token reads only key 'key-b')" in alert and "reads only its own" in alert
     assert await page.locator("#results").is_hidden()  # nothing stale is left on show
     await page.get_by_role("button", name="Show my own key").click()
-    await wait_for_range(page, "", *RANGES["7d"])
+    await wait_for_range(page, "key-b", *RANGES["7d"])
     assert await page.locator("#key-name").inner_text() == "key-b"
+
+
+@pytest.mark.parametrize("tz", ["Mars/Olympus", "America/Vancouver", "right/UTC", "A" * 300])
+async def test_a_zone_in_the_link_that_is_unknown_or_refused_shows_an_error_and_another_zone_recovers(open_page,
+                                                                                                     tz):
+    """Mars/Olympus: no browser or server knows it; America/Vancouver: Chromium knows it, the API refuses it
+    (zoneinfo and ClickHouse read it differently); right/UTC: a file name zoneinfo would open. The page says
+    so instead of leaving the cards at "-", offers only zones the API accepts, and a chosen zone loads."""
+    page = await open_page(f"/usage?key=key-a&tz={quote(tz)}")
+    assert await page.evaluate("document.body.dataset.state") == "error"
+    alert = await page.get_by_role("alert").inner_text()
+    assert "unknown time zone" in alert and "choose one from the Time zone list" in alert
+    assert tz[:40] in alert
+    assert await page.locator("#results").is_hidden()
+    offered = await page.locator("#tz option").evaluate_all("options => options.map(o => o.value)")
+    assert tz not in offered and TZ in offered and "UTC" in offered
+    assert set(offered) <= set(TIME_ZONES)
+    await page.get_by_label("Time zone").select_option(TZ)
+    await wait_for_range(page, "key-a", *RANGES["7d"])
+    assert await page.get_by_role("alert").is_hidden()
+    assert f"tz={quote(TZ, safe='')}" in page.url
 
 
 async def test_a_bad_token_asks_for_another_and_the_form_signs_in(open_page):

@@ -41,13 +41,14 @@ async def test_usage_api_and_metrics_are_served_by_the_worker(kafka_bootstrap, n
         rows = [row for (k, _, _), row in ledger.usage.items() if k == key]
         start = datetime.now(UTC) - timedelta(days=9)
         end = datetime.now(UTC) + timedelta(hours=2)
-        status, body = get(worker.port, f"/api/v1/summary?key={key}&from={start:%Y-%m-%d}&to={end:%Y-%m-%dT%H:00:00Z}")
+        status, body = get(worker.port, f"/api/v1/summary?scope=key&id={key}&from={start:%Y-%m-%d}"
+                                        f"&to={end:%Y-%m-%dT%H:00:00Z}")
         assert status == 200, body
         totals = json.loads(body)["totals"]
         assert totals["requests"] == sum(r["requests"] for r in rows)
         assert totals["input_tokens"] == sum(r["input_tokens"] for r in rows)
         assert Decimal(totals["total_cost"]) == sum(r.get("total_cost", Decimal(0)) for r in rows)
-        assert get(worker.port, f"/api/v1/summary?key={key}&from=2026-01-02&to=2026-01-01")[0] == 400
+        assert get(worker.port, f"/api/v1/summary?scope=key&id={key}&from=2026-01-02&to=2026-01-01")[0] == 400
 
         status, body = get(worker.port, "/metrics")
         text = body.decode()

@@ -14,16 +14,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.clock import HOUR_MS
+from pipeline.clock import WINDOW_MS
 from pipeline.measures import Dimensions
 from pipeline.metering.dedup import SeenRequests, request_id_hashes
-from pipeline.metering.rollup import Rollup
+from pipeline.metering.rollup import RequestKey, Rollup
 from pipeline.metering.sink import NO_PROGRESS, FencedError, FlushRange
 
 
 @dataclass
 class StoredId:
     partition: int
+    api_key_id: str
     request_id: str
     hour: int
     batch_end_offset: int
@@ -36,6 +37,7 @@ class MemoryStore:
     progress_of: dict[int, int] = field(default_factory=dict)
     ids: list[StoredId] = field(default_factory=list)
     tokens: set[tuple[int, int]] = field(default_factory=set)
+    fresh_through: dict[int, int] = field(default_factory=dict)  # partition -> counted_through (epoch ms)
     commits: int = 0
 
     def progress(self, partition: int) -> int:
@@ -49,18 +51,18 @@ class MemoryStore:
         return SeenRequests(request_id_hashes([i.request_id for i in kept]),
                             np.asarray([i.hour for i in kept], dtype=np.uint32))
 
-    def confirm_seen(self, partition: int, progress: int, request_ids: list[str]) -> set[str]:
-        wanted = set(request_ids)
-        return {i.request_id for i in self.ids
-                if i.partition == partition and i.batch_end_offset <= progress and i.request_id in wanted}
+    def confirm_seen(self, partition: int, progress: int, requests: list[RequestKey]) -> set[RequestKey]:
+        stored = {(i.api_key_id, i.request_id) for i in self.ids
+                  if i.partition == partition and i.batch_end_offset <= progress}
+        return {r for r in requests if (r.api_key_id, r.request_id) in stored or ("", r.request_id) in stored}
 
     def encode(self, flush: FlushRange, rollup: Rollup) -> tuple[FlushRange, Rollup]:
         return flush, rollup
 
     def write_request_ids(self, encoded: tuple[FlushRange, Rollup]) -> None:
         flush, rollup = encoded
-        self.ids += [StoredId(flush.partition, request_id, hour, flush.last_offset)
-                     for request_id, hour in zip(rollup.new_request_ids, rollup.new_request_hours)]
+        self.ids += [StoredId(flush.partition, api_key_id, request_id, hour, flush.last_offset)
+                     for (api_key_id, request_id), hour in zip(rollup.new_requests, rollup.new_request_hours)]
 
     def commit(self, flush: FlushRange, encoded: tuple[FlushRange, Rollup]) -> bool:
         found = self.progress(flush.partition)
@@ -89,9 +91,17 @@ class MemoryStore:
                 row["gateway_cost"] += rollup.gateway_cost[group]
         self.outcomes.update(rollup.outcomes)
         self.progress_of[flush.partition] = max(self.progress(flush.partition), flush.last_offset)
+        self.fresh_through[flush.partition] = max(self.fresh_through.get(flush.partition, 0),
+                                                  flush.counted_through_ms)
+
+    def record_freshness(self, partition: int, progress: int, counted_through_ms: int) -> bool:
+        if self.progress(partition) != progress:
+            return False
+        self.fresh_through[partition] = max(self.fresh_through.get(partition, 0), counted_through_ms)
+        return True
 
     def totals(self, **where: Any) -> Counter:
-        """Sums over the groups whose dimensions match ``where`` (e.g. api_key_id="k", hour=h)."""
+        """Sums over the groups whose dimensions match ``where`` (e.g. api_key_id="k", window=w)."""
         total: Counter = Counter()
         for group, row in self.usage.items():
             if all(getattr(group, name) == value for name, value in where.items()):
@@ -106,5 +116,5 @@ class InlineRunner:
         return fn(*args)
 
 
-def hour_of(ts_ms: int) -> int:
-    return ts_ms // HOUR_MS
+def window_of(ts_ms: int) -> int:
+    return ts_ms // WINDOW_MS

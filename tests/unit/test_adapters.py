@@ -5,6 +5,7 @@ Examples live in schemas/examples/adapters/<adapter>/: ``<case>.json`` (or ``.nd
 records it rejects (index and reason) and, for OTLP, the spans it skips.
 """
 
+import hashlib
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -269,3 +270,48 @@ def test_absurd_otlp_integers_are_rejected_without_being_expanded():
     span["endTimeUnixNano"] = "1e999999999"
     _, verdict = run(OtlpTracesAdapter(), json.dumps(document).encode())
     assert (verdict.rejected[0].index, verdict.rejected[0].reason) == (0, "invalid_field")
+
+
+def _openai_envelope(created: int, prompt: int, completion: int) -> dict:
+    return {"api_key_id": "key_e1", "response": {"id": "chatcmpl-424", "model": "gpt-4o", "created": created,
+                                                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}}
+
+
+def test_a_reused_upstream_id_does_not_merge_distinct_requests_and_a_retry_repeats_its_id():
+    """Some OpenAI-compatible servers return the same id for different requests: the derived id adds the
+    creation time and the usage, so distinct requests stay distinct and a retried envelope repeats its id."""
+    ten, five_past = 1795600800, 1795601100  # 2026-11-25T10:00Z and 10:05Z
+    first, second = _openai_envelope(ten, 100, 10), _openai_envelope(five_past, 200, 20)
+    _, verdict = run(ADAPTERS["openai"], json.dumps([first, second, first]).encode())
+    ids = [json.loads(value)["request_id"] for _, value in verdict.accepted]
+    usage = {"completion_tokens": 10, "prompt_tokens": 100}
+    digest = hashlib.sha256(json.dumps(usage, separators=(",", ":"), sort_keys=True).encode()).hexdigest()[:8]
+    assert ids[0] == f"chatcmpl-424@{ten}@{digest}"
+    assert ids[0] != ids[1] and ids[2] == ids[0]
+    tokens = [(json.loads(v)["input_tokens"], json.loads(v)["output_tokens"]) for _, v in verdict.accepted[:2]]
+    assert tokens == [(100, 10), (200, 20)]
+
+
+def test_an_anthropic_message_id_is_scoped_by_its_envelope_time():
+    envelope = {"api_key_id": "k", "timestamp": "2026-11-25T10:00:00Z",
+                "response": {"id": "msg_1", "model": "claude-sonnet-4-5", "usage": {"input_tokens": 5, "output_tokens": 1}}}
+    later = dict(envelope, timestamp="2026-11-25T10:05:00Z")
+    _, verdict = run(ADAPTERS["anthropic"], json.dumps([envelope, later, envelope]).encode())
+    ids = [json.loads(value)["request_id"] for _, value in verdict.accepted]
+    assert ids[0] != ids[1] and ids[0] == ids[2] and ids[0].startswith("msg_1@2026-11-25T10:00:00Z@")
+
+
+def test_a_cloudevent_is_identified_by_source_and_id_and_a_gateway_id_wins():
+    def cloudevent(source: str, data_extra: dict) -> dict:
+        return {"specversion": "1.0", "id": "e-1", "source": source, "type": "dev.meterline.openai.v1",
+                "data": {**_openai_envelope(1795600800, 1, 1), **data_extra}}
+    body = json.dumps([cloudevent("/a", {}), cloudevent("/b", {}), cloudevent("/a", {"request_id": "gw-9"})])
+    _, verdict = run(ADAPTERS["cloudevents"], body.encode(), BATCH)
+    assert [json.loads(value)["request_id"] for _, value in verdict.accepted] == ["e-1@/a", "e-1@/b", "gw-9"]
+
+
+def test_a_derived_id_longer_than_the_contract_allows_becomes_a_hash():
+    from pipeline.ingest.adapters.base import derived_request_id
+    long_id = derived_request_id("x" * 120, "2026-11-25T10:00:00Z")
+    assert long_id == "sha256:" + hashlib.sha256(("x" * 120 + "@2026-11-25T10:00:00Z").encode()).hexdigest()
+    assert derived_request_id(None, "t") is None and derived_request_id("", "t") is None

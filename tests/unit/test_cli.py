@@ -92,7 +92,8 @@ def usage_body(model: str) -> dict:
     request = {"scope": "key", "scope_id": "k", "start": "2026-03-01T00:00:00+00:00",
                "end": "2026-03-02T00:00:00+00:00", "tz": "UTC", "granularity": "day"}
     status = {"has_usage": True, "state": "usage", "message": ""}
-    return {"summary": {"request": request, "status": status, "totals": totals},
+    freshness = {"counted_through": "2026-03-02T10:15:30.250000+00:00", "lateness_bound_s": 604800}
+    return {"summary": {"request": request, "status": status, "totals": totals, "freshness": freshness},
             "models": {"models": [{"model": model, "provider": "aws.bedrock", "request_share": "1",
                                    "totals": totals}]},
             "series": {"buckets": [{"start": "2026-03-01T00:00:00+00:00", "requests": 3, "error_requests": 0,
@@ -105,6 +106,13 @@ def test_usage_tables_keep_whole_model_names_and_round_money():
     assert LONG_MODEL in text and "aws.bedrock" in text
     assert "$424.09" in text and "424.0868" not in text
     assert "100.0%" in text and "$0.0025" in text
+    assert "counted through 2026-03-02 10:15:30 UTC" in text and "up to 7 d late" in text
+
+
+def test_usage_says_when_nothing_is_counted_yet():
+    body = usage_body("gpt-4o")
+    body["summary"]["freshness"] = {"counted_through": None, "lateness_bound_s": 3600}
+    assert "nothing counted yet; events may arrive up to 1 h late" in render_usage(body)
 
 
 def test_alert_list_keeps_whole_model_names():

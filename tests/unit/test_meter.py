@@ -28,6 +28,7 @@ from pipeline.metrics import PipelineMetrics
 from support.memory_store import InlineRunner, MemoryStore
 
 HOUR = 3_600_000
+QUARTER = 900_000
 NOW = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 SETTINGS = RollupSettings()  # 7 d lateness, 5 min clock skew, 24 h dedup horizon
@@ -148,13 +149,55 @@ async def test_gateway_costs_of_one_group_add_up():
     assert total["gateway_cost"] == Decimal("0.003") and total["gateway_cost_requests"] == 2
 
 
-async def test_events_on_an_hours_first_and_last_millisecond_land_in_that_hour():
+async def test_events_on_a_windows_first_and_last_millisecond_land_in_that_window():
     hour_start = NOW_MS - 3 * HOUR
     store = MemoryStore()
-    await flush(new_meter(store), messages(event("first", hour_start), event("last", hour_start + HOUR - 1),
-                                           event("next", hour_start + HOUR)))
-    assert store.totals(hour=hour_start // HOUR)["requests"] == 2
-    assert store.totals(hour=hour_start // HOUR + 1)["requests"] == 1
+    await flush(new_meter(store), messages(event("first", hour_start), event("last", hour_start + QUARTER - 1),
+                                           event("next", hour_start + QUARTER),
+                                           event("hour-end", hour_start + HOUR - 1)))
+    first = hour_start // QUARTER
+    assert [store.totals(window=w)["requests"] for w in range(first, first + 4)] == [2, 1, 0, 1]
+    assert store.totals(window=first + 4)["requests"] == 0
+
+
+async def test_two_keys_may_use_the_same_request_id_and_each_counts():
+    store = MemoryStore()
+    meter = new_meter(store)
+    await flush(meter, messages(event("r1", NOW_MS), event("r1", NOW_MS, api_key_id="k2")))
+    await flush(meter, messages(event("r1", NOW_MS, api_key_id="k3"), event("r1", NOW_MS, api_key_id="k2"),
+                                first_offset=2))
+    assert {k: store.totals(api_key_id=k)["requests"] for k in ("k1", "k2", "k3")} == {"k1": 1, "k2": 1, "k3": 1}
+    assert store.outcomes[("duplicate", "")] == 1
+
+
+async def test_ids_recorded_before_the_request_scope_keep_their_old_identity():
+    """dedup_keys rows from before migration 0005 have no api_key_id: they still refuse their request id."""
+    from support.memory_store import StoredId
+    store = MemoryStore()
+    store.ids.append(StoredId(0, "", "legacy", NOW_MS // HOUR, 0))
+    store.progress_of[0] = 0
+    await flush(new_meter(store), messages(event("legacy", NOW_MS), event("new", NOW_MS), first_offset=1))
+    assert store.totals()["requests"] == 1 and store.outcomes[("duplicate", "")] == 1
+
+
+async def test_freshness_is_the_flush_time_when_caught_up_else_the_last_messages_kafka_time():
+    store = MemoryStore()
+    meter = new_meter(store)
+    batch = [RawMessage(0, b"k1", json.dumps(event("a", NOW_MS)).encode(), NOW_MS - 5000)]
+    await meter.write(await meter.prepare(0, batch))
+    assert store.fresh_through[0] == NOW_MS - 5000
+    batch = [RawMessage(1, b"k1", json.dumps(event("b", NOW_MS)).encode(), NOW_MS - 4000)]
+    await meter.write(await meter.prepare(0, batch, caught_up=True))
+    assert store.fresh_through[0] == NOW_MS
+    idle = new_meter(store, clock_ms=NOW_MS + 60_000)
+    await idle.mark_fresh(0)
+    assert store.fresh_through[0] == NOW_MS + 60_000
+    store.progress_of[0] = 7  # another owner moved on: no claim of freshness from here
+    stale = new_meter(store, clock_ms=NOW_MS + 120_000)
+    await stale.state(0)
+    store.progress_of[0] = 8
+    await stale.mark_fresh(0)
+    assert store.fresh_through[0] == NOW_MS + 60_000 and stale.committed() == {}
 
 
 async def test_expiry_keeps_the_ids_of_the_horizons_first_hour_and_drops_older_ones():

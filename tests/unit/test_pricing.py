@@ -464,7 +464,7 @@ def test_priced_apart_costs_of_duplicates_are_taken_back():
     messages = [RawMessage(i, b"k", msgspec.json.encode({**event, "request_id": rid}))
                 for i, rid in enumerate(("a", "b"))]
     draft = RollupBuilder(ContractDecoder(), PriceBook()).draft(messages, bounds_at(WHEN + 1000), SeenRequests())
-    rollup = draft.finish({"b"})  # "b" turns out to be counted already
+    rollup = draft.finish({("k", "b")})  # "b" turns out to be counted already
     [cost] = rollup.costs.values()
     assert cost.by_unit == {"audio_seconds": 5_833_333_333_333_333_333_333}
 

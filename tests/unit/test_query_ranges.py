@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pipeline.usage.ranges import (MAX_BUCKETS, QueryError, bucket_key, bucket_start, next_bucket, parse_instant,
-                             parse_request)
+                             parse_request, previous_period)
 
 BERLIN, KOLKATA, KATHMANDU = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata"), ZoneInfo("Asia/Kathmandu")
 
@@ -46,7 +46,7 @@ def test_unusable_instants_are_rejected_with_their_name(text):
     ({"tz": "Mars/Olympus"}, "unknown time zone"),
     ({"tz": "../../etc/passwd"}, "unknown time zone"),
     ({"granularity": "minute"}, "unknown granularity"),
-    ({"start": "2026-11-01T10:10:00Z", "end": "2026-11-01T10:50:00Z"}, "range holds no hour"),
+    ({"start": "2026-11-01T10:01:00Z", "end": "2026-11-01T10:14:59Z"}, "range holds no window"),
     ({"start": "2024-01-01", "end": "2025-03-01", "max_range_days": 400}, "range too long"),
     ({"start": "2020-01-01", "end": "2025-01-01", "granularity": "hour"}, "too many buckets"),
 ])
@@ -64,6 +64,8 @@ def test_scope_and_id_are_checked(scope, scope_id):
 
 
 @pytest.mark.parametrize("start,end,expected", [
+    ("2026-11-01T00:00:00Z", "2026-11-01T06:00:00Z", "quarter_hour"),  # a few hours
+    ("2026-11-01T00:00:00Z", "2026-11-01T06:15:00Z", "hour"),
     ("2026-11-01", "2026-11-03", "hour"),  # 2 days
     ("2026-11-01", "2026-11-03T01:00:00+00:00", "day"),
     ("2026-08-01", "2026-11-01", "day"),  # 92 days
@@ -90,8 +92,8 @@ def test_explicit_granularity_wins_and_hourly_over_a_leap_year_is_allowed():
 
 def test_berlin_day_buckets_over_the_end_of_dst():
     r = request("2026-10-24", "2026-10-27", "Europe/Berlin", "day")
-    assert r.bucket_count() == 3 and r.fill_bounds() == (date(2026, 10, 24), date(2026, 10, 27))
-    assert (r.end_hour_epoch - r.first_hour_epoch) // 3600 == 24 + 25 + 24
+    assert r.bucket_count() == 3 and r.bucket_keys() == [date(2026, 10, 24), date(2026, 10, 25), date(2026, 10, 26)]
+    assert (r.end_window_epoch - r.first_window_epoch) // 900 == (24 + 25 + 24) * 4
     assert bucket_start(date(2026, 10, 25), "day", BERLIN).isoformat() == "2026-10-25T00:00:00+02:00"
     assert bucket_start(date(2026, 10, 26), "day", BERLIN).isoformat() == "2026-10-26T00:00:00+01:00"
     # 00:30 UTC on Oct 25 is 02:30 CEST: still Oct 25; 23:30 UTC is 00:30 CET on Oct 26.
@@ -99,22 +101,40 @@ def test_berlin_day_buckets_over_the_end_of_dst():
     assert bucket_key(int(datetime(2026, 10, 25, 23, tzinfo=UTC).timestamp()), "day", BERLIN) == date(2026, 10, 26)
 
 
-def test_half_hour_zones_count_whole_utc_hours_starting_inside_the_local_range():
-    """Documented limitation: storage is per UTC hour, so a Kolkata day is the hours starting 00:30 .. 23:30."""
+def test_half_and_quarter_hour_zones_have_exact_days_and_local_hours():
+    """Storage is per 15-minute window: a Kolkata day starts at 18:30 UTC, a Kathmandu day at 18:15 UTC."""
     r = request("2026-11-01", "2026-11-02", "Asia/Kolkata")
-    first = datetime.fromtimestamp(r.first_hour_epoch, UTC)
-    assert first == datetime(2026, 10, 31, 19, tzinfo=UTC)  # 00:30 local: the first hour starting after midnight
-    assert r.bucket_count() == 24
-    assert bucket_start(r.first_hour_epoch, "hour", KOLKATA).isoformat() == "2026-11-01T00:30:00+05:30"
+    assert datetime.fromtimestamp(r.first_window_epoch, UTC) == datetime(2026, 10, 31, 18, 30, tzinfo=UTC)
+    assert datetime.fromtimestamp(r.end_window_epoch, UTC) == datetime(2026, 11, 1, 18, 30, tzinfo=UTC)
+    assert r.granularity == "hour" and r.bucket_count() == 24
+    assert bucket_start(r.bucket_keys()[0], "hour", KOLKATA).isoformat() == "2026-11-01T00:00:00+05:30"
+    assert r.first_hour_epoch == int(datetime(2026, 10, 31, 18, tzinfo=UTC).timestamp())  # the index's bound
     kathmandu = request("2026-11-01", "2026-11-02", "Asia/Kathmandu")
-    assert bucket_start(kathmandu.first_hour_epoch, "hour", KATHMANDU).isoformat() == "2026-11-01T00:45:00+05:45"
+    assert bucket_start(kathmandu.bucket_keys()[0], "hour", KATHMANDU).isoformat() == "2026-11-01T00:00:00+05:45"
+    assert bucket_key(int(datetime(2026, 10, 31, 18, 14, tzinfo=UTC).timestamp()) // 900 * 900, "day",
+                      KATHMANDU) == date(2026, 10, 31)
+    assert bucket_key(int(datetime(2026, 10, 31, 18, 15, tzinfo=UTC).timestamp()), "day", KATHMANDU) \
+        == date(2026, 11, 1)
 
 
-def test_partial_hours_round_the_start_up_and_count_hours_starting_before_the_end():
+def test_local_hours_across_lord_howes_30_minute_dst_shift():
+    """On 2026-10-04 Lord Howe goes from +10:30 to +11:00 at 02:00 local: that local hour is 30 minutes long."""
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
+    r = request("2026-10-04T00:00:00+10:30", "2026-10-04T05:00:00+11:00", "Australia/Lord_Howe", "hour")
+    starts = [bucket_start(key, "hour", lord_howe).isoformat() for key in r.bucket_keys()]
+    assert starts == ["2026-10-04T00:00:00+10:30", "2026-10-04T01:00:00+10:30", "2026-10-04T02:30:00+11:00",
+                      "2026-10-04T03:00:00+11:00", "2026-10-04T04:00:00+11:00"]
+    assert r.bucket_count() == 5
+
+
+def test_partial_windows_round_the_start_up_and_count_windows_starting_before_the_end():
     r = request("2026-11-01T10:00:00.5Z", "2026-11-01T12:30:00Z")
-    assert datetime.fromtimestamp(r.first_hour_epoch, UTC).hour == 11
-    assert datetime.fromtimestamp(r.end_hour_epoch, UTC).hour == 13  # hours 11:00 and 12:00
-    assert r.bucket_count() == 2
+    assert r.granularity == "quarter_hour"
+    assert datetime.fromtimestamp(r.first_window_epoch, UTC).minute == 15  # 10:00:00.5 rounds up to 10:15
+    assert datetime.fromtimestamp(r.end_window_epoch, UTC) == datetime(2026, 11, 1, 12, 30, tzinfo=UTC)
+    assert r.bucket_count() == 9 == len(r.bucket_keys())  # 10:15 .. 12:15
+    hourly = request("2026-11-01T10:00:00.5Z", "2026-11-01T12:30:00Z", granularity="hour")
+    assert [datetime.fromtimestamp(k, UTC).hour for k in hourly.bucket_keys()] == [10, 11, 12]
 
 
 def test_weeks_start_on_monday_and_months_roll_over_the_year():
@@ -122,9 +142,49 @@ def test_weeks_start_on_monday_and_months_roll_over_the_year():
     assert monday == date(2026, 11, 2) and next_bucket(monday, "week") == date(2026, 11, 9)
     assert next_bucket(date(2026, 12, 1), "month") == date(2027, 1, 1)
     r = request("2026-11-15", "2027-02-10", "UTC", "month")
-    assert r.bucket_count() == 4 and r.fill_bounds() == (date(2026, 11, 1), date(2027, 3, 1))
+    assert r.bucket_count() == 4 and r.bucket_keys() == [date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1),
+                                                         date(2027, 2, 1)]
 
 
 def test_the_range_is_shown_in_the_requested_zone():
     r = request("2026-11-01T09:00:00Z", "2026-11-02T09:00:00Z", "Europe/Berlin")
     assert r.start.isoformat() == "2026-11-01T10:00:00+01:00" and r.end - r.start == timedelta(days=1)
+
+
+# ---- the previous period: the same local length just before `from` -----------------------------------------
+
+def real_hours(start: datetime, end: datetime) -> float:
+    return (end.astimezone(UTC) - start.astimezone(UTC)) / timedelta(hours=1)
+
+
+@pytest.mark.parametrize("start,end,tz,previous,hours", [
+    # whole local days: the same number of calendar days, whatever their real length
+    ("2026-10-26", "2026-11-02", "Europe/Berlin", ("2026-10-19T00:00:00+02:00", "2026-10-26T00:00:00+01:00"), 169),
+    ("2026-10-19", "2026-10-26", "Europe/Berlin", ("2026-10-12T00:00:00+02:00", "2026-10-19T00:00:00+02:00"), 168),
+    ("2026-03-30", "2026-04-06", "Europe/Berlin", ("2026-03-23T00:00:00+01:00", "2026-03-30T00:00:00+02:00"), 167),
+    ("2026-11-01", "2026-12-01", "Europe/Berlin", ("2026-10-02T00:00:00+02:00", "2026-11-01T00:00:00+01:00"),
+     30 * 24 + 1),  # 30 local days, not "October"
+    # 24 real hours ending after the change are 23 wall-clock hours in Berlin: the previous period is 23 h too
+    ("2026-10-24T12:00:00Z", "2026-10-25T12:00:00Z", "Europe/Berlin",
+     ("2026-10-23T15:00:00+02:00", "2026-10-24T14:00:00+02:00"), 23),
+    ("2026-10-24T12:00:00Z", "2026-10-25T12:00:00Z", "UTC",
+     ("2026-10-23T12:00:00+00:00", "2026-10-24T12:00:00+00:00"), 24),
+    # a start at a wall time skipped by the spring change (02:30 on 2026-03-29) reads with the offset before it
+    ("2026-03-29T04:30:00+02:00", "2026-03-29T06:30:00+02:00", "Europe/Berlin",
+     ("2026-03-29T03:30:00+02:00", "2026-03-29T04:30:00+02:00"), 1),
+    # a start at a wall time that occurs twice (02:30 on 2026-10-25) is its first occurrence
+    ("2026-10-25T03:30:00+01:00", "2026-10-25T04:30:00+01:00", "Europe/Berlin",
+     ("2026-10-25T02:30:00+02:00", "2026-10-25T03:30:00+01:00"), 2),
+    ("1970-01-02", "1970-01-03", "UTC", ("1970-01-01T00:00:00+00:00", "1970-01-02T00:00:00+00:00"), 24),
+])
+def test_the_previous_period_has_the_same_local_length_and_ends_at_from(start, end, tz, previous, hours):
+    current = request(start, end, tz)
+    before = previous_period(current)
+    assert (before.start.isoformat(), before.end.isoformat()) == previous
+    assert before.end == current.start and real_hours(before.start, before.end) == hours
+    assert (before.scope, before.scope_id, before.tz, before.granularity) == ("key", "k", tz, current.granularity)
+
+
+def test_there_is_no_previous_period_before_1970():
+    assert previous_period(request("1970-01-01", "1970-01-03")) is None
+    assert previous_period(request("1970-01-01T12:00:00Z", "1970-01-02T12:00:00Z")) is None

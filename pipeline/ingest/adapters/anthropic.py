@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.ingest.adapters.base import ItemError, Mapped, first, map_each, parse_records, read_units, \
-    response_with_usage, unit_fields, without_none
+from pipeline.ingest.adapters.base import ItemError, Mapped, derived_request_id, first, map_each, parse_records, \
+    read_units, response_with_usage, unit_fields, usage_digest, without_none
 from pipeline.ingest.adapters.openai import ENVELOPE_FIELDS
 
 MESSAGES = (
@@ -44,7 +44,8 @@ def map_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
     response, usage = response_with_usage(envelope, "the Anthropic Message")
     event = {name: envelope.get(name) for name in ENVELOPE_FIELDS}
     event.update(
-        request_id=first(envelope.get("request_id"), response.get("id")),
+        request_id=first(envelope.get("request_id"), derived_request_id(
+            response.get("id"), envelope.get("timestamp"), usage_digest(usage))),
         model=first(envelope.get("model"), response.get("model")),
         timestamp=envelope.get("timestamp"),
         provider=first(envelope.get("provider"), "anthropic"),

@@ -16,6 +16,7 @@ class in the detail; ``mapping_failed`` for an unexpected failure while mapping 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -213,6 +214,27 @@ def _readable_object(record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise ItemError("not_an_object", "a record must be a JSON object")
     return record
+
+
+MAX_REQUEST_ID_CHARS = 128  # the contract's bound
+
+
+def derived_request_id(*parts: Any) -> str | None:
+    """A request id built from a payload's own identifying values, or None when the first (the id the format
+    names) is missing: ``part1@part2@...``, or ``sha256:<hex>`` of the same text when that would exceed the
+    contract's 128 characters. Deterministic, so a retried payload repeats it (docs/ingest.md, "Request ids")."""
+    if parts[0] is None or parts[0] == "":
+        return None
+    text = "@".join("" if part is None else str(part) for part in parts)
+    if len(text) <= MAX_REQUEST_ID_CHARS:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def usage_digest(usage: Any) -> str:
+    """8 hex digits of the canonical JSON of a ``usage`` object: two responses of one reused id that differ in
+    any count differ here; a retry's identical usage does not."""
+    return hashlib.sha256(msgspec.json.encode(usage, order="sorted")).hexdigest()[:8]
 
 
 def dig(obj: Any, *path: str) -> Any:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.ingest.adapters import anthropic, gemini, litellm, openai
-from pipeline.ingest.adapters.base import BodyError, ItemError, Mapped, map_each, parse_document, without_none
+from pipeline.ingest.adapters.base import BodyError, ItemError, Mapped, derived_request_id, first, map_each, \
+    parse_document, without_none
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -52,7 +53,11 @@ def map_cloudevent(cloudevent: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ItemError("missing_field", "`data` must hold a JSON object (data_base64 is not accepted)")
     event = dict(_mapper(cloudevent)(data))
-    event.setdefault("request_id", cloudevent.get("id"))
+    # CloudEvents 1.0: "Producers MUST ensure that source + id is unique for each distinct event": that pair
+    # identifies the request unless the data names the gateway's own request_id.
+    event["request_id"] = first(data.get("request_id"),
+                                derived_request_id(cloudevent.get("id"), cloudevent.get("source")),
+                                event.get("request_id"))
     event.setdefault("timestamp", cloudevent.get("time"))
     return without_none(event)
 

@@ -7,8 +7,9 @@ A record is one envelope, as for OpenAI (see adapters/openai.py)::
      "response": {"candidates": [...], "usageMetadata": {...}, "modelVersion": "gemini-2.5-pro",
                   "responseId": "...", "createTime": "2026-11-25T10:16:59.123Z"}}
 
-``request_id`` defaults to ``responseId``, ``model`` to ``modelVersion``, ``timestamp`` to Vertex AI's
-``createTime`` (the Gemini API has none: the envelope's is then required). For a streamed response, send the
+``request_id`` defaults to ``<responseId>@<createTime or the envelope's timestamp>@<usage digest>`` (as for
+OpenAI and Anthropic: docs/ingest.md, "Request ids"), ``model`` to ``modelVersion``, ``timestamp`` to Vertex
+AI's ``createTime`` (the Gemini API has none: the envelope's is then required). For a streamed response, send the
 last chunk (its ``usageMetadata`` holds the totals).
 
 ``usageMetadata`` (Gemini API reference, "UsageMetadata"): ``promptTokenCount`` includes the cached content
@@ -24,8 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.ingest.adapters.base import ItemError, Mapped, Modality, first, map_each, parse_records, \
-    read_units, unit_fields, without_none
+from pipeline.ingest.adapters.base import ItemError, Mapped, Modality, derived_request_id, first, map_each, \
+    parse_records, read_units, unit_fields, usage_digest, without_none
 from pipeline.ingest.adapters.openai import ENVELOPE_FIELDS
 
 MODALITIES = {"TEXT": "text", "AUDIO": "audio", "IMAGE": "image", "DOCUMENT": "image", "VIDEO": "video"}
@@ -66,7 +67,9 @@ def map_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
     event = {name: envelope.get(name) for name in ENVELOPE_FIELDS}
     units = read_units(usage, USAGE_METADATA, "response.usageMetadata")
     event.update(
-        request_id=first(envelope.get("request_id"), response.get("responseId")),
+        request_id=first(envelope.get("request_id"), derived_request_id(
+            response.get("responseId"), first(response.get("createTime"), envelope.get("timestamp")),
+            usage_digest(usage))),
         model=first(envelope.get("model"), response.get("modelVersion")),
         timestamp=first(envelope.get("timestamp"), response.get("createTime")),
         provider=first(envelope.get("provider"), "google"),

@@ -4,7 +4,7 @@ meterline's small envelope.
 A record is one envelope::
 
     {"api_key_id": "key_1",                  # or "api_key": a raw secret, hashed before anything is stored
-     "request_id": "gw-123",                 # optional: default response.id
+     "request_id": "gw-123",                 # optional: default <response.id>@<created>@<usage digest>
      "timestamp": "2026-11-25T10:15:00Z",    # optional: default response.created / created_at (epoch s)
      "provider": "openai", "org_id": "...", "project_id": "...", "status": "ok", "latency_ms": 812,
      "gateway_cost_usd": "0.0012", "service_tier": "flex",   # all optional
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.ingest.adapters.base import Mapped, first, map_each, parse_records, read_units, response_with_usage, \
-    seconds_to_ms, unit_fields, without_none
+from pipeline.ingest.adapters.base import Mapped, derived_request_id, first, map_each, parse_records, read_units, \
+    response_with_usage, seconds_to_ms, unit_fields, usage_digest, without_none
 
 # Envelope fields copied as they are (the contract validates them).
 ENVELOPE_FIELDS = ("api_key_id", "api_key", "provider", "org_id", "project_id", "status", "latency_ms",
@@ -87,7 +87,9 @@ def map_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
         timestamp = seconds_to_ms(first(response.get("created"), response.get("created_at")), "response.created")
     event = {name: envelope.get(name) for name in ENVELOPE_FIELDS}
     event.update(
-        request_id=first(envelope.get("request_id"), response.get("id")),
+        request_id=first(envelope.get("request_id"), derived_request_id(
+            response.get("id"), first(response.get("created"), response.get("created_at"), envelope.get("timestamp")),
+            usage_digest(usage))),
         model=first(envelope.get("model"), response.get("model")),
         timestamp=timestamp,
         provider=first(envelope.get("provider"), "openai"),

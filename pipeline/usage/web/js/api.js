@@ -12,10 +12,17 @@ export class ApiError extends Error {
   }
 }
 
-/** GET a JSON route, e.g. getJson(token, "summary", {key, from, to, tz}, signal). */
+/** GET a JSON route, e.g. getJson(token, "summary", {scope: "key", id, from, to, tz}, signal). */
 export async function getJson(token, route, params, signal) {
   const response = await send(token, route, params, signal);
   return JSON.parse(await response.text(), exactIntegers);
+}
+
+/** GET a public JSON route (openapi.json): no token. */
+export async function getPublicJson(route) {
+  const response = await fetch(`${BASE}/${route}`, { cache: "no-store" });
+  if (!response.ok) throw await errorOf(response);
+  return response.json();
 }
 
 /** GET a file route (export.csv): the body as a Blob and the file name the server suggests. */

@@ -3,7 +3,7 @@
 
 import { getFile } from "./api.js";
 
-/** Download export.csv for `params` ({key, from, to, tz}); resolves to the file name. */
+/** Download export.csv for `params` ({scope, id, from, to, tz}); resolves to the file name. */
 export async function downloadCsv(token, params) {
   const { blob, filename } = await getFile(token, "export.csv", params);
   const url = URL.createObjectURL(blob);

@@ -2,13 +2,16 @@
 // The view (key, range, zone) lives in the query string, so a reload or a shared link shows the same view;
 // the token never does (see auth.js).
 
-import { getJson } from "./api.js";
+import { alertMarks, renderAlerts } from "./alerts.js";
+import { ApiError, getJson, getPublicJson } from "./api.js";
 import { currentToken, forgetToken, saveToken } from "./auth.js";
 import { renderBudgets } from "./budget.js";
 import { renderCharts } from "./charts.js";
 import { downloadCsv } from "./download.js";
-import { DEFAULT_PRESET, PRESETS, apiRange, browserZone, isDate, shownDays, zoneNames } from "./range.js";
-import { announce, renderCards, renderModels, renderRangeNote, renderSeriesTable, showError } from "./view.js";
+import { clearComparison, renderComparison, renderEfficiency, renderMonth } from "./insights.js";
+import { DEFAULT_PRESET, PRESETS, apiRange, browserZone, isDate, isZone, shownDays, zoneNames } from "./range.js";
+import { announce, renderCards, renderFreshness, renderModels, renderRangeNote, renderSeriesTable, showError }
+  from "./view.js";
 
 const KEY_LIST_LIMIT = 200;
 const FILTER_DELAY_MS = 250;
@@ -18,10 +21,12 @@ const $ = (selector) => document.querySelector(selector);
 const state = {
   token: null,
   admin: false,
-  key: null, // null: a key token reading its own key (the API's default)
+  ownKey: null, // a key token's own key (from /api/v1/whoami)
+  key: null, // the key shown; a key token shows its own unless the link names another
   preset: DEFAULT_PRESET,
   custom: null, // {from, to}, both days included
-  tz: browserZone(),
+  tz: null, // null until the zone list is known: then the link's zone, else the browser's (if accepted), else UTC
+  zones: null, // the zones the API accepts (its OpenAPI document's tz enum) that this browser also knows
   loading: null, // AbortController of the load in flight
 };
 
@@ -40,7 +45,7 @@ function readUrl() {
   } else if (state.preset === "custom") {
     state.preset = DEFAULT_PRESET;
   }
-  if (params.get("tz")) state.tz = params.get("tz");
+  if (params.has("tz")) state.tz = params.get("tz");
 }
 
 function writeUrl() {
@@ -57,7 +62,36 @@ function writeUrl() {
 
 function requestParams() {
   const { from, to } = apiRange(state.preset, new Date(), state.tz, state.custom);
-  return { key: state.key ?? undefined, from, to, tz: state.tz };
+  return { scope: "key", id: state.key, from, to, tz: state.tz };
+}
+
+// ---- time zones ------------------------------------------------------------------------------------
+
+/** The zones to offer: those the API accepts (the tz enum of its OpenAPI document) and the browser knows. */
+async function loadZones() {
+  let accepted = null;
+  try {
+    const document = await getPublicJson("openapi.json");
+    const tz = document.paths["/api/v1/summary"].get.parameters.find((p) => p.name === "tz");
+    accepted = tz.schema.enum;
+  } catch {
+    accepted = null; // an older API: offer the browser's zones; the API still refuses what it does not accept
+  }
+  state.zones = (accepted ?? zoneNames()).filter(isZone);
+  const zones = $("#tz");
+  zones.replaceChildren(...state.zones.map((zone) => new Option(zone.replaceAll("_", " "), zone)));
+  if (state.tz === null) {
+    const own = browserZone();
+    state.tz = state.zones.includes(own) ? own : "UTC";
+    if (state.tz !== own) announce(`Your browser's time zone ${own} is not offered by this server; showing UTC.`);
+  }
+}
+
+/** The error for a zone the page cannot show (from the link): the browser or the API does not know it. */
+function zoneProblem(tz) {
+  if (state.zones === null || state.zones.includes(tz)) return null;
+  return new ApiError(400, "unknown time zone", `the link asks for the time zone '${tz}', which this server does not `
+    + "accept (or this browser does not know); choose one from the Time zone list");
 }
 
 // ---- signing in ------------------------------------------------------------------------------------
@@ -70,15 +104,34 @@ async function open(token) {
   state.token = token;
   showSection("usage");
   setState("loading");
+  if (state.zones === null) await loadZones();
   try {
-    fillKeys(await getJson(token, "keys", { limit: KEY_LIST_LIMIT }));
-    state.admin = true;
+    const identity = await getJson(token, "whoami", {});
+    state.admin = identity.admin;
+    state.ownKey = identity.api_key_id;
+    if (state.admin) {
+      // Keys and busiest-keys are the admin's routes: a key token never asks them (they would be 403s).
+      const [list, busiest] = await Promise.all([
+        getJson(token, "keys", { limit: KEY_LIST_LIMIT }),
+        state.key || zoneProblem(state.tz) ? null : busiestKey(token),
+      ]);
+      state.key ??= busiest ?? list.keys[0] ?? null;
+      fillKeys(list);
+    } else {
+      state.key ??= state.ownKey;
+    }
   } catch (error) {
-    if (error.status !== 403) return fail(error); // 403: a key token, which reads only its own key
-    state.admin = false;
+    return fail(error);
   }
   showKeyChoice();
   await load();
+}
+
+/** The key with the most requests in the range in view (the admin's first view), or null if none has any. */
+async function busiestKey(token) {
+  const { from, to, tz } = requestParams();
+  const answer = await getJson(token, "busiest-keys", { from, to, tz, limit: 1 });
+  return answer.keys[0]?.api_key_id ?? null;
 }
 
 function showSignin(message = "") {
@@ -102,7 +155,6 @@ function showSection(name) {
 function fillKeys(list) {
   const select = $("#key");
   const keys = [...list.keys];
-  if (!state.key && !$("#key-filter").value) state.key = keys[0] ?? null;
   if (state.key && !keys.includes(state.key) && !$("#key-filter").value) keys.unshift(state.key);
   const options = keys.map((key) => new Option(key, key, false, key === state.key));
   if (list.truncated) {
@@ -137,7 +189,7 @@ function filterKeys() {
 }
 
 function chooseKey(key) {
-  state.key = key || null;
+  state.key = key || (state.admin ? null : state.ownKey);
   load();
 }
 
@@ -153,6 +205,12 @@ async function load() {
   }
   syncControls();
   writeUrl();
+  const problem = zoneProblem(state.tz) ?? keyProblem();
+  if (problem) {
+    state.loading?.abort();
+    fail(problem);
+    return;
+  }
   const params = requestParams();
   state.loading?.abort();
   const controller = (state.loading = new AbortController());
@@ -162,14 +220,24 @@ async function load() {
   announce("Loading usage…");
   try {
     const ask = (route, extra = {}) => getJson(state.token, route, { ...params, ...extra }, controller.signal);
-    const [summary, models, series, budgets] = await Promise.all([
+    const [summary, models, series, budgets, comparison, month, alerts] = await Promise.all([
       ask("summary"), ask("models", { order: "cost" }), ask("series"), budgetsOf(state.token, params, controller.signal),
+      optional(ask("compare")),
+      optional(getJson(state.token, "month-to-date", { scope: "key", id: params.id, tz: params.tz }, controller.signal)),
+      optional(getJson(state.token, "alerts", { key: params.id, from: params.from, to: params.to, tz: params.tz },
+        controller.signal)),
     ]);
     renderBudgets(budgets);
+    renderMonth(month);
     renderCards(summary.totals);
+    if (comparison) renderComparison(comparison);
+    else clearComparison();
     renderRangeNote(summary.status);
+    renderFreshness(summary.freshness, state.tz);
     renderModels(models);
-    renderCharts(series);
+    renderEfficiency(models);
+    renderCharts(series, alertMarks(alerts?.alerts ?? [], series.buckets));
+    renderAlerts(alerts, { key: params.id, tz: params.tz, now: new Date() });
     renderSeriesTable(series);
     $("#key-name").textContent = summary.request.scope_id;
     setState("ready", params);
@@ -181,10 +249,30 @@ async function load() {
   }
 }
 
+/** An answer the rest of the page does not depend on: null when the API cannot give it (not 401/403, which
+ * say something about the token and are shown). */
+async function optional(answer) {
+  try {
+    return await answer;
+  } catch (error) {
+    if (error.name === "AbortError" || error.status === 401 || error.status === 403) throw error;
+    return null;
+  }
+}
+
+/**
+ * A key token reads only its own key: asking for another (a link, or a view left by the admin before "Change
+ * token") would only earn 403s. Say so without asking.
+ */
+function keyProblem() {
+  if (state.admin || state.key === state.ownKey) return null;
+  return new ApiError(403, "forbidden", `this token reads only key '${state.ownKey}'`);
+}
+
 /** The key's budgets with their status now; none when the API has no budget routes (404) or cannot say. */
 async function budgetsOf(token, params, signal) {
   try {
-    return await getJson(token, "budgets", { key: params.key }, signal);
+    return await getJson(token, "budgets", { key: params.id }, signal);
   } catch (error) {
     if (error.name === "AbortError" || error.status === 401 || error.status === 403) throw error;
     return null; // the usage view does not depend on budgets
@@ -193,6 +281,7 @@ async function budgetsOf(token, params, signal) {
 
 /** What a failed request means for the reader, by HTTP status. */
 function fail(error) {
+  if (!(error instanceof ApiError)) console.error(error.stack ?? String(error)); // a bug of ours: say where
   if (error.status === 401) {
     forgetToken();
     showSignin(`The token was not accepted (401: ${error.detail || error.error}). Paste a valid token.`);
@@ -202,8 +291,8 @@ function fail(error) {
   announce("");
   if (error.status === 403) {
     const what = state.key ? `key '${state.key}'` : "this";
-    showError(`This token may not read ${what} (403: ${error.detail}). A key token reads only its own key's usage.`);
-    $("#own-key").hidden = state.admin || !state.key;
+    showError(`This token may not read ${what} (${error.detail}). A key token reads only its own key's usage.`);
+    $("#own-key").hidden = state.admin || !state.key || state.key === state.ownKey;
   } else if (error.status === 400) {
     showError(`The API could not answer this request: ${error.error} (${error.detail}).`);
   } else {
@@ -218,7 +307,7 @@ function setState(name, params) {
   $("#results").setAttribute("aria-busy", String(name === "loading"));
   $("#export").disabled = name !== "ready" || (state.admin && !state.key);
   if (params) {
-    Object.assign($("#usage").dataset, { key: params.key ?? "", from: params.from, to: params.to, tz: params.tz });
+    Object.assign($("#usage").dataset, { key: params.id ?? "", from: params.from, to: params.to, tz: params.tz });
   }
 }
 
@@ -226,7 +315,6 @@ function setState(name, params) {
 
 function wireControls() {
   const zones = $("#tz");
-  zones.replaceChildren(...zoneNames().map((zone) => new Option(zone.replaceAll("_", " "), zone)));
 
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -294,11 +382,12 @@ function syncControls() {
     $("#to").value = state.custom.to;
   }
   const zones = $("#tz");
-  if (![...zones.options].some((option) => option.value === state.tz)) zones.add(new Option(state.tz, state.tz));
-  zones.value = state.tz;
+  zones.value = state.tz; // a zone not in the list (a refused one from the link) leaves the list unselected
+  zones.setAttribute("aria-invalid", String(zones.value !== state.tz));
 }
 
 async function exportCsv() {
+  if (keyProblem()) return fail(keyProblem());
   const button = $("#export");
   button.disabled = true;
   announce("Preparing the CSV…");

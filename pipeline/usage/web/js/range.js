@@ -56,6 +56,16 @@ export function isDate(text) {
   return /^\d{4}-\d{2}-\d{2}$/.test(text ?? "") && addDays(text, 0) === text;
 }
 
+/** Whether this browser can compute dates in `timeZone` (an IANA name it knows). */
+export function isZone(timeZone) {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The browser's own zone: the default choice. */
 export function browserZone() {
   return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";

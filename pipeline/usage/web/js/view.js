@@ -3,22 +3,32 @@
 // the data.
 
 import { exactUsd, formatBucket, formatInteger, formatShare, formatUsd } from "./format.js";
+import { formatStat } from "./insights.js";
 
 const $ = (selector) => document.querySelector(selector);
 
-/** The five cards, from a Summary's totals. data-exact keeps the API's value for copy/paste and tests. */
+/** The cards, from a Summary's totals. data-exact keeps the API's value for copy/paste and tests. */
 export function renderCards(totals) {
-  for (const name of ["total_tokens", "input_tokens", "output_tokens", "requests"]) {
-    setValue(name, formatInteger(totals[name]), String(totals[name]));
+  for (const value of document.querySelectorAll("[data-stat]")) {
+    const name = value.dataset.stat;
+    const exact = totals[name] === null ? "" : String(totals[name]);
+    const title = name === "total_cost" ? `${exactUsd(totals.total_cost)} exactly`
+      : totals[name] === null ? EMPTY_RATIOS[name] : undefined;
+    setValue(name, formatStat(name, totals[name]), exact, title);
   }
-  setValue("total_cost", formatUsd(totals.total_cost), totals.total_cost, `${exactUsd(totals.total_cost)} exactly`);
 }
+
+const EMPTY_RATIOS = {
+  avg_tokens_per_request: "no requests in this period",
+  output_input_ratio: "no input tokens in this period",
+};
 
 function setValue(stat, text, exact, title) {
   const value = document.querySelector(`[data-stat="${stat}"]`);
   value.textContent = text;
   value.dataset.exact = exact;
   if (title) value.title = title;
+  else value.removeAttribute("title");
 }
 
 /** The per-model table, or the "No model usage data" state, from a ModelBreakdown and its Status. */
@@ -54,19 +64,15 @@ function modelRow(model) {
   return row;
 }
 
-// Parts of the token columns shown under a model's name when non-zero: the API's own top-level names, then
-// every unit of totals.units (genai-prices names: input_audio_tokens, cache_write_1h_tokens, web_searches, ...).
-const TOP_LEVEL_PARTS = ["cache_read_tokens", "cache_write_tokens", "reasoning_tokens"];
+// Units beyond the token columns, shown under a model's name when non-zero (genai-prices names from
+// totals.units: input_audio_tokens, cache_write_1h_tokens, web_searches, ...). Cache and reasoning tokens have
+// their own columns in the efficiency table.
 
-/** "cache read tokens 1,200 · input audio tokens 800 · web searches 3" (each with its cost in the tooltip),
- * or null when the model reported nothing beyond input and output tokens. */
+/** "input audio tokens 800 · web searches 3" (each with its exact cost in the tooltip), or null when the
+ * model reported nothing beyond the token columns. */
 function unitsLine(totals) {
   const costs = totals.unit_costs || {};
-  const costKey = { reasoning_tokens: "output_reasoning_tokens" };
-  const entries = [
-    ...TOP_LEVEL_PARTS.filter((key) => totals[key]).map((key) => [key, totals[key]]),
-    ...Object.entries(totals.units || {}),
-  ];
+  const entries = Object.entries(totals.units || {});
   if (entries.length === 0) return null;
   const line = document.createElement("div");
   line.className = "units";
@@ -74,7 +80,7 @@ function unitsLine(totals) {
     const item = document.createElement("span");
     item.dataset.unit = key;
     item.textContent = `${key.replaceAll("_", " ")} ${formatInteger(count)}`;
-    const cost = costs[costKey[key] || key];
+    const cost = costs[key];
     if (cost) item.title = `${exactUsd(cost)} exactly`;
     line.append(item);
   }
@@ -92,6 +98,7 @@ export function renderSeriesTable(series) {
       cell("td", formatInteger(bucket.output_tokens), "number"),
       cell("td", formatInteger(bucket.total_tokens), "number"),
       cell("td", formatInteger(bucket.requests), "number"),
+      cell("td", formatUsd(bucket.total_cost), "number"),
     );
     row.firstChild.scope = "row";
     return row;
@@ -120,6 +127,27 @@ export function renderRangeNote(status) {
   note.dataset.state = status.state;
   note.textContent = status.state === "unknown" ? "Unknown key: no recorded usage at all."
     : status.has_usage ? "" : "No requests in this period.";
+}
+
+/** How fresh the numbers are (the API's `freshness`): the instant up to which every event in Kafka is
+ * counted, in the page's zone, and how late events may still arrive. */
+export function renderFreshness(freshness, tz) {
+  const line = $("#freshness");
+  const days = freshness.lateness_bound_s / 86400;
+  const late = days >= 1 ? `${days} day${days === 1 ? "" : "s"}` : `${freshness.lateness_bound_s / 3600} h`;
+  if (freshness.counted_through === null) {
+    line.dataset.state = "unknown";
+    line.textContent = `Nothing counted yet. Events may arrive up to ${late} late.`;
+    return;
+  }
+  const through = new Date(freshness.counted_through);
+  // dateStyle/timeStyle cannot be combined with timeZoneName: spell the fields out.
+  const shown = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    hourCycle: "h23", timeZone: tz, timeZoneName: "short" }).format(through);
+  line.dataset.state = "known";
+  line.textContent = `Counted through ${shown}: every event received before then is in these numbers. ` +
+    `Events may still arrive up to ${late} late.`;
 }
 
 /** The polite live line: "Loading usage…", "Updated", "Downloaded …". */

@@ -10,9 +10,21 @@ ALTER TABLE rollups
     ADD COLUMN IF NOT EXISTS units SimpleAggregateFunction(sumMap, Map(String, UInt64)),
     ADD COLUMN IF NOT EXISTS unit_costs SimpleAggregateFunction(sumMap, Map(String, Decimal(38, 24)));
 
+-- The views gain the two columns (as defined in 0001 and 0005, plus units and unit_costs).
 CREATE OR REPLACE VIEW usage_hourly AS
 SELECT
     api_key_id, org_id, project_id, model, provider, hour, price_version,
+    requests, error_requests, unpriced_requests,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+    input_cost, output_cost, total_cost, gateway_cost, gateway_cost_requests,
+    units, unit_costs
+FROM rollups
+WHERE kind = 'usage';
+
+CREATE OR REPLACE VIEW usage_15m AS
+SELECT
+    api_key_id, org_id, project_id, model, provider, hour, quarter,
+    hour + toIntervalMinute(15 * quarter) AS window_start, price_version,
     requests, error_requests, unpriced_requests,
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
     input_cost, output_cost, total_cost, gateway_cost, gateway_cost_requests,
