@@ -39,11 +39,17 @@ class Unit:
     per: int
     dimensions: Mapping[str, str]
     price_key: str  # genai-prices' key of its price (USD per ``per`` units), also the overrides file's
-    field: str = ""  # where an event carries it: the top-level field, or "usage.<name>"; set below
 
     def is_part_of(self, other: Unit) -> bool:
         """Strictly part of ``other`` (its dimensions include all of ``other``'s, and more)."""
         return self is not other and other.dimensions.items() <= self.dimensions.items()
+
+    @property
+    def field(self) -> str:
+        """Where an event carries it: the top-level field, ``usage.<name>``, or ``""`` (requests: implicit)."""
+        if self.name == IMPLICIT:
+            return ""
+        return _FIELD_OF.get(self.name, f"usage.{self.name}")
 
     @property
     def direction(self) -> str:
@@ -126,8 +132,6 @@ IMPLICIT = "requests"  # one per event; never reported
 # The units an event's ``usage`` object may hold, in registry order.
 USAGE_UNITS: tuple[str, ...] = tuple(u.name for u in UNITS if u.name not in TOP_LEVEL.values() and u.name != IMPLICIT)
 _FIELD_OF = {unit: f for f, unit in TOP_LEVEL.items()}
-for _u in UNITS:
-    object.__setattr__(_u, "field", _FIELD_OF.get(_u.name, "" if _u.name == IMPLICIT else f"usage.{_u.name}"))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
 from pathlib import Path
-from types import MappingProxyType
 from typing import NamedTuple
 
 import genai_prices
@@ -97,7 +96,7 @@ class Cost(NamedTuple):
 
     input_units: int
     output_units: int
-    by_unit: Mapping[str, int] = MappingProxyType({})
+    by_unit: Mapping[str, int] = {}  # noqa: RUF012 - shared, never mutated (msgspec encodes a dict, not a proxy)
 
     @property
     def total_units(self) -> int:

@@ -48,9 +48,11 @@ _GROUP_COLUMNS = ("api_key_id", "org_id", "project_id", "model", "provider", "ho
 # Costs travel as integer units of 1e-24 USD in two EPHEMERAL columns; ClickHouse derives input_cost, output_cost
 # and total_cost (Decimal(38, 24)) from them exactly (schemas/migrations/0006_cost_units.sql).
 COST_UNITS_COLUMNS = ("input_cost_units", "output_cost_units")
+# The per-unit costs likewise travel as integer units in an EPHEMERAL map (schemas/migrations/0007_usage_units.sql).
+UNIT_COST_UNITS_COLUMN = "unit_cost_units"
 ROLLUP_COLUMNS = ("kind", *_GROUP_COLUMNS, "kafka_topic", "kafka_partition", "outcome", "reason",
-                  *(measure.name for measure in USAGE_MEASURES if measure not in COSTS), *COST_UNITS_COLUMNS,
-                  "events", "last_offset", "counted_through")
+                  *(measure.name for measure in USAGE_MEASURES if measure not in COSTS and measure is not UNIT_COSTS),
+                  *COST_UNITS_COLUMNS, UNIT_COST_UNITS_COLUMN, "events", "last_offset", "counted_through")
 DEDUP_COLUMNS = ("kafka_topic", "kafka_partition", "api_key_id", "request_id", "hour", "batch_end_offset",
                  "expires_at")
 
@@ -192,8 +194,9 @@ def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> dict[str, l
 # Values of the usage columns in outcome and progress rows: zero sums, empty dimensions.
 _META_DEFAULTS = {name: "" for name in ROLLUP_COLUMNS} | {
     measure.name: _NONE if measure.per_unit else "0" if measure.unit == "USD" else 0 for measure in USAGE_MEASURES
-} | dict.fromkeys(COST_UNITS_COLUMNS, 0) | {"hour": 0, "quarter": 0, "kafka_partition": 0, "events": 0,
-                                            "last_offset": 0, "counted_through": _NO_TIME}
+} | dict.fromkeys(COST_UNITS_COLUMNS, 0) | {UNIT_COST_UNITS_COLUMN: _NONE, "hour": 0, "quarter": 0,
+                                            "kafka_partition": 0, "events": 0, "last_offset": 0,
+                                            "counted_through": _NO_TIME}
 
 
 def _datetime64_text(epoch_ms: int) -> msgspec.Raw:
@@ -223,11 +226,10 @@ def _usage_columns(rollup: Rollup) -> dict[str, list]:
         "input_cost_units": [0 if cost is None else cost.input_units for cost in costs],
         "output_cost_units": [0 if cost is None else cost.output_units for cost in costs],
         "gateway_cost": [usd_text(_units(gateway[g])) if g in gateway else "0" for g in groups],
-        # Per-unit maps: a Map's values cannot take the EPHEMERAL-units route of the cost columns, so each cost
-        # travels as "<units>e-24", which ClickHouse parses into Decimal(38, 24) exactly.
-        UNITS.name: [{k: v for k, v in c.units.items() if v} if c.units else _NONE for c in counts],
-        UNIT_COSTS.name: [_NONE if cost is None else {name: f"{v}e-24" for name, v in cost.by_unit.items()}
-                          for cost in costs],
+        # Per-unit maps as they are: counts, and costs in integer units (a zero left by a duplicate taken back
+        # out is harmless: readers drop zero entries).
+        UNITS.name: [c.units or _NONE for c in counts],
+        UNIT_COST_UNITS_COLUMN: [_NONE if cost is None else cost.by_unit for cost in costs],
         "events": [0] * n, "last_offset": [0] * n, "counted_through": [_NO_TIME] * n,
     }
     return {name: columns[name] for name in ROLLUP_COLUMNS}
