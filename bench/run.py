@@ -207,8 +207,10 @@ if __name__ == "__main__":
     parser.add_argument("--shapes", nargs="+", default=["single", "batch100"], choices=["single", "batch100"])
     parser.add_argument("--out", type=Path, default=Path("bench/out/results.json"))
     default_quix = Path(".venv-quix/bin/python")
-    parser.add_argument("--quix-python", type=Path, default=default_quix if default_quix.exists() else None,
-                        help="python of a venv with quixstreams==3.28.1 (default .venv-quix/bin/python if present)")
+    parser.add_argument("--quix-python", type=lambda text: Path(text) if text else None,
+                        default=default_quix if default_quix.exists() else None,
+                        help="python of a venv with quixstreams==3.28.1 (default .venv-quix/bin/python if present; "
+                             "'' skips baseline Q)")
     arguments = parser.parse_args()
     outcome = asyncio.run(main(arguments))
     arguments.out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 with a precise reason; reading a message never raises.
 
 The corpus (tests/data/hostile) runs through the worker's pure core (decode, bounds, pricing, grouping);
-tests/integration/test_hostile_input.py sends the same corpus through a running worker on real Kafka.
+tests/integration/test_hostile_input_worker.py sends the same corpus through a running worker on real Kafka.
 """
 
 from __future__ import annotations
