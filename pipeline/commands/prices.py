@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--provider", default="", help="the events' provider field")
     show.add_argument("--tier", default="", help="the events' service_tier (batch, flex, priority, ...)")
     show.add_argument("--at", default="", help="RFC 3339 instant to price at (default now)")
-    show.add_argument("--input-tokens", type=int, default=0, help="input tokens, for tiered prices")
+    show.add_argument("--input-tokens", type=_token_count, default=0, help="input tokens, for tiered prices")
     show.set_defaults(handler=run_show)
 
 
@@ -64,8 +64,21 @@ def run_unpriced(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_count(text: str) -> int:
+    """A whole number of tokens, 0 or more (argparse reports anything else as bad input, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of tokens, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+@_reporting_errors
 def run_show(args: argparse.Namespace) -> int:
-    """Prints how a model id resolves and the unit prices that apply (USD per genai-prices price unit)."""
+    """Prints how a model id resolves and the unit prices that apply (USD per genai-prices price unit).
+    Exit 0 priced, 1 unpriced, 2 bad input (an unreadable ``--at``, an invalid overrides file)."""
     from pipeline.metering.pricing import PriceBook, PricingError
 
     settings = load_settings()

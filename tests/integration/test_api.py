@@ -466,3 +466,33 @@ async def test_unknown_routes_and_methods_under_the_api_answer_json(api):
     response = await api.post("/api/v1/summary", headers=bearer(ADMIN))
     assert response.status == 405 and (await response.json())["error"] == "method not allowed"
     assert "GET" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize(("params", "error"), [
+    ({"from": "garbage", "to": "2026-11-10"}, "bad 'from'"),
+    ({"from": "2026-11-10", "to": "2026-10-20"}, "empty range"),
+    ({"from": "2026-10-20", "to": "2026-11-10", "tz": "Mars/Nowhere"}, "unknown time zone"),
+])
+async def test_unpriced_answers_bad_input_with_a_clear_error(api, params, error):
+    response = await get(api, "unpriced", **params)
+    assert response.status == 400 and (await response.json())["error"] == error
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["unpriced", "--from", "garbage", "--to", "2026-11-10"], "meterline: bad 'from': 'garbage' is not a date"),
+    (["unpriced", "--from", "2026-11-10", "--to", "2026-10-20"], "meterline: empty range: 'from'"),
+    (["unpriced", "--from", "2026-10-20", "--to", "2026-11-10", "--tz", "Mars/Nowhere"],
+     "meterline: unknown time zone: 'Mars/Nowhere'"),
+    (["show", "gpt-4o", "--at", "yesterday noon"], "meterline: bad '--at': 'yesterday noon' is not a date"),
+])
+def test_cli_prices_answers_bad_input_with_one_clear_line(store, monkeypatch, capsys, argv, message):  # noqa: F811
+    assert run_cli(monkeypatch, store.url, "prices", *argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("tokens", ["-5", "many"])
+def test_cli_prices_show_refuses_a_token_count_that_is_not_one(monkeypatch, capsys, tokens):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["prices", "show", "gpt-4o", "--input-tokens", tokens])
+    assert exit_.value.code == 2 and "--input-tokens" in capsys.readouterr().err
