@@ -255,6 +255,10 @@ def test_audio_tokens_are_priced_at_audio_rates(book: PriceBook):
     ("openai/gpt-4o", "openai", "12.5"), ("openai/gpt-4o", None, "12.5"), ("OpenAI/GPT-4o", "OpenAI", "12.5"),
     ("anthropic/claude-sonnet-4-5", "anthropic", "28.5"),  # 1M input: the >200k tier, $6 + $22.50
     ("anthropic/claude-sonnet-4-5", None, "28.5"), ("gemini/gemini-2.5-pro", None, "17.5"),  # >200k: $2.50 + $15
+    # LiteLLM's azure/ and vertex_ai/ routes (Vertex ids carry an @version): genai-prices' azure and google
+    # sheets, which calc_price gives for the bare ids with those providers (it resolves neither prefixed id)
+    ("azure/gpt-4o", None, "12.5"), ("AZURE/GPT-4o", "azure", "12.5"),
+    ("vertex_ai/claude-sonnet-4-5@20250929", None, "28.5"), ("vertex_ai/gemini-2.5-pro", "vertex_ai", "17.5"),
 ])
 def test_provider_prefixes_and_case_are_resolved(book: PriceBook, model: str, provider: str | None, expected: str):
     assert total(book, model, provider, input_tokens=1_000_000, output_tokens=1_000_000) == Decimal(expected)
