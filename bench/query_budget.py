@@ -4,10 +4,10 @@ then every usage-page query (summary, models, series, peak hours, key list) and 
 of the "API key usage" dashboard timed on it, plus ``/api/v1/unpriced``.
 
     .venv/bin/python -m bench.query_budget [--keys 1000] [--models 3] [--units-every 3] [--repeat 7]
-                                           [--migrations 5] [--dir /tmp/qb]
+                                           [--migrations N] [--dir /tmp/qb]
 
 ``--units-every N``: one row in N carries extra units (two keys in ``units``); every priced row carries its
-per-unit costs (three keys in ``unit_costs``), as the writer stores them. ``--migrations 4`` builds the schema
+per-unit costs (three keys in ``unit_costs``), as the writer stores them. ``--migrations 6`` builds the schema
 as it was before the per-unit columns (for a before/after comparison; the maps are then not written and the
 models query does not read them). Prints one JSON object: the median milliseconds of each query.
 """
