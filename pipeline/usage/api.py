@@ -36,7 +36,7 @@ from pipeline.usage.export import csv_chunks, decimal_text
 from pipeline.usage.parameters import Param, QueryError, read_query
 from pipeline.usage.forecast import DEFAULT_TREND_DAYS, MonthToDate, SpendTrend
 from pipeline.usage.query import (ORDERS, BusiestKeys, Comparison, KeyAlerts, KeyList, ModelBreakdown, PeakHours,
-                                  Series, Summary, UsageQueries)
+                                  Series, Summary, UnpricedModels, UsageQueries)
 from pipeline.usage.ranges import (GRANULARITY_SCHEMA, ID_EXPECT, ID_SCHEMA, INSTANT_EXPECT, INSTANT_SCHEMA,
                                    MAX_BUCKETS, MAX_ID_CHARS, NO_CONTROL_CHARACTERS, SCOPE_SCHEMA, ZONE_EXPECT,
                                    ZONE_SCHEMA, UsageRequest, parse_request, parse_zone)
@@ -162,6 +162,8 @@ ROUTES = (
           "(admin token, or that key's token)", (KEY, FROM, TO, TZ), KeyAlerts),
     Route("keys", "Admin token only: the api_key_ids with recorded usage, sorted (the usage page's key selector)",
           (Q, LIMIT), KeyList),
+    Route("unpriced", "Admin token only: every model counted without a price in the range (every key), with its "
+          "unpriced requests: what to alias or price (docs/pricing.md)", (FROM, TO, TZ), UnpricedModels),
     Route("whoami", "What the bearer token may read: every scope (admin) or one key's usage", (), Identity),
     Route("openapi.json", "This OpenAPI 3.1 document", (), None, public=True),
 )
@@ -185,7 +187,8 @@ def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settin
     api = _UsageApi(queries, run, settings, SpendTrend(queries, trend_days), clock)
     handlers = {"summary": api.summary, "models": api.models, "series": api.series, "peak-hours": api.peak_hours,
                 "export.csv": api.export_csv, "compare": api.compare, "month-to-date": api.month_to_date,
-                "busiest-keys": api.busiest_keys, "alerts": api.alerts, "keys": api.keys, "whoami": api.whoami,
+                "busiest-keys": api.busiest_keys, "alerts": api.alerts, "keys": api.keys, "unpriced": api.unpriced,
+                "whoami": api.whoami,
                 "openapi.json": api.openapi}
     for route in ROUTES:
         app.router.add_get(f"{PREFIX_V1}/{route.name}", _guarded(route, api, handlers[route.name]))
@@ -258,6 +261,13 @@ class _UsageApi:
         if not principal.admin:
             raise ApiError(403, "forbidden", "only the admin token may list keys; a key token reads its own key")
         return web.json_response(jsonable(await self._run(self._queries.keys, values["q"], values["limit"])))
+
+    async def unpriced(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        if not principal.admin:
+            raise ApiError(403, "forbidden", "only the admin token may list unpriced models (they span every key)")
+        usage_request = parse_request("key", EVERY_KEY, values["from"], values["to"], values["tz"], None,
+                                      self._settings.max_range_days)
+        return web.json_response(jsonable(await self._run(self._queries.unpriced, usage_request)))
 
     async def whoami(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
         return web.json_response(jsonable(Identity(principal.admin, principal.api_key_id)))
@@ -380,6 +390,8 @@ def jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (list, tuple)):
         return [jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
     return value
 
 

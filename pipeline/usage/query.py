@@ -27,7 +27,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.alerts.state import AlertRecord, read_key_alerts
 from pipeline.measures import CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, ERROR_REQUESTS, INPUT_COST, INPUT_TOKENS, \
-    OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNPRICED_REQUESTS, Measure
+    OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNIT_COSTS, UNITS, UNPRICED_REQUESTS, Measure
 from pipeline.usage.ranges import SCOPES, QueryError, UsageRequest, bucket_start, previous_period
 
 # Money sums keep all 24 decimals; derived ratios are rounded half-even to these places.
@@ -55,16 +55,18 @@ _IN_RANGE = ("$scope = {scope_id:String} AND hour >= toDateTime({first_hour:UInt
              "AND window_start < toDateTime({end_window:UInt32}, 'UTC')")
 # The sums behind Totals, by name (pipeline/measures.py); total_tokens and the ratios are derived in Python.
 TOTALS_MEASURES = (REQUESTS, ERROR_REQUESTS, UNPRICED_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
-                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST)
+                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST, UNITS, UNIT_COSTS)
 SERIES_MEASURES = (REQUESTS, ERROR_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, TOTAL_COST)
 # Per bucket x key x model x provider in the CSV (pipeline/usage/export.py names the other columns).
 EXPORT_MEASURES = (REQUESTS, ERROR_REQUESTS, UNPRICED_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
-                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST)
+                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST, UNITS, UNIT_COSTS)
 
 
 def sums(measures: tuple[Measure, ...]) -> str:
-    """``sum(name) AS name, ...`` for the measures: every answer reads its columns by name."""
-    return ", ".join(f"sum({measure.name}) AS {measure.name}" for measure in measures)
+    """``sum(name) AS name, ...`` for the measures (``sumMap`` for a per-unit Map): every answer reads its
+    columns by name."""
+    return ", ".join(f"{'sumMap' if measure.per_unit else 'sum'}({measure.name}) AS {measure.name}"
+                     for measure in measures)
 
 
 _SUMS = sums(TOTALS_MEASURES)
@@ -97,7 +99,12 @@ EVER_USED_SQL = "SELECT count() FROM (SELECT 1 FROM usage_hourly WHERE $scope = 
 class Totals:
     """Sums over a range. ``total_tokens`` = input + output. Derived ratios are None when their denominator
     is zero: ``avg_tokens_per_request`` (total / requests, 2 places) and ``output_input_ratio`` (output /
-    input, 4 places), both rounded half-even."""
+    input, 4 places), both rounded half-even.
+
+    ``units``: every non-zero unit events reported beyond the token columns (genai-prices unit name -> count:
+    ``input_audio_tokens``, ``cache_write_1h_tokens``, ``web_searches``, ...; they are parts of the token
+    columns, see pipeline/units.py). ``unit_costs``: USD by priced unit, non-zero only; they sum to
+    ``total_cost`` exactly."""
 
     requests: int
     error_requests: int
@@ -113,11 +120,14 @@ class Totals:
     total_cost: Decimal
     avg_tokens_per_request: Decimal | None
     output_input_ratio: Decimal | None
+    units: dict[str, int]
+    unit_costs: dict[str, Decimal]
 
     @classmethod
     def from_sums(cls, sums: dict) -> "Totals":
         """From a row of :data:`TOTALS_MEASURES` sums, by name (other keys are ignored)."""
-        values = {measure.name: sums[measure.name] for measure in TOTALS_MEASURES}
+        values = {measure.name: non_zero(sums[measure.name]) if measure.per_unit else sums[measure.name]
+                  for measure in TOTALS_MEASURES}
         total = values["input_tokens"] + values["output_tokens"]
         return cls(**values, total_tokens=total,
                    avg_tokens_per_request=_ratio(total, values["requests"], AVERAGE_PLACES),
@@ -223,6 +233,46 @@ KEYS_SQL = ("SELECT DISTINCT api_key_id FROM usage_hourly WHERE startsWith(api_k
             "ORDER BY api_key_id LIMIT {limit:UInt32}")
 
 
+# Models that were counted without a price, over every key: what an operator should alias or price
+# (docs/pricing.md). A stored 15-minute window counts when its start lies in [from, to), as for every answer.
+UNPRICED_SQL = """
+SELECT model, provider, sum(unpriced_requests) AS requests, uniqExact(api_key_id) AS keys,
+       min(window_start) AS first_window, max(window_start) AS last_window
+FROM usage_15m
+WHERE unpriced_requests > 0
+  AND hour >= toDateTime({first_hour:UInt32}, 'UTC') AND hour < toDateTime({end_hour:UInt32}, 'UTC')
+  AND window_start >= toDateTime({first_window:UInt32}, 'UTC') AND window_start < toDateTime({end_window:UInt32}, 'UTC')
+GROUP BY model, provider
+ORDER BY requests DESC, model, provider
+LIMIT {limit:UInt32}"""
+
+
+@dataclass(frozen=True)
+class UnpricedModel:
+    """A model x provider counted without a price: its unpriced requests, how many keys sent them, and the
+    starts of the first and last stored 15-minute windows (UTC) that held one."""
+
+    model: str
+    provider: str
+    requests: int
+    keys: int
+    first_window: datetime
+    last_window: datetime
+
+
+@dataclass(frozen=True)
+class UnpricedModels:
+    """Every model counted without a price in [start, end), most requests first (``truncated``: more than
+    ``limit`` models)."""
+
+    start: datetime
+    end: datetime
+    tz: str
+    limit: int
+    truncated: bool
+    models: tuple[UnpricedModel, ...]
+
+
 # The least freshness over the topic's partitions; ignores rows that claim none (counted_through 0).
 FRESHNESS_SQL = ("SELECT min(counted_through), count() FROM ingest_progress "
                  "WHERE (kafka_topic = {topic:String} OR {topic:String} = '')")
@@ -253,6 +303,15 @@ class UsageQueries:
         # One row more than asked tells whether the list was cut.
         rows = self._client.query(KEYS_SQL, parameters={"prefix": prefix, "limit": limit + 1}).result_rows
         return KeyList(prefix, limit, len(rows) > limit, tuple(row[0] for row in rows[:limit]))
+
+    def unpriced(self, request: UsageRequest, limit: int = 1000) -> UnpricedModels:
+        """Models counted without a price in ``request``'s range, over every key (``request``'s scope and id are
+        not used; admin only in the API), most unpriced requests first."""
+        sql, parameters = self._bind(UNPRICED_SQL, request, limit=limit + 1)  # one more tells whether it was cut
+        rows = list(self._client.query(sql, parameters=parameters).named_results())
+        models = tuple(UnpricedModel(row["model"], row["provider"], row["requests"], row["keys"],
+                                     _utc(row["first_window"]), _utc(row["last_window"])) for row in rows[:limit])
+        return UnpricedModels(request.start, request.end, request.tz, limit, len(rows) > limit, models)
 
     def summary(self, request: UsageRequest) -> Summary:
         totals = Totals.from_sums(self._named(SUMMARY_SQL, request)[0])
@@ -352,6 +411,15 @@ class UsageQueries:
                       "end_hour": request.end_hour_epoch, "first_window": request.first_window_epoch,
                       "end_window": request.end_window_epoch, **extra}
         return sql, parameters
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def non_zero(summed: dict) -> dict:
+    """A summed Map without its zero entries, keys sorted (sumMap keeps keys whose sum is 0)."""
+    return {key: summed[key] for key in sorted(summed) if summed[key]}
 
 
 def _ratio(numerator: int, denominator: int, places: Decimal) -> Decimal | None:

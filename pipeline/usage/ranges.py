@@ -283,3 +283,4 @@ def previous_period(request: UsageRequest) -> UsageRequest | None:
         return None
     start = start.astimezone(zone)
     return UsageRequest(request.scope, request.scope_id, start, request.start, request.tz, request.granularity)
+
