@@ -37,9 +37,6 @@ from pipeline.metering.sink import RollupWriter
 
 log = logging.getLogger(__name__)
 
-# Flush early when this much is buffered; stop reading (backpressure) at twice as much.
-FLUSH_AT_BYTES = 16 * 1024 * 1024
-
 
 @dataclass
 class Worker:
@@ -79,7 +76,9 @@ def build_worker(settings: Settings, clickhouse: ClickHouse, reader: ClickHouse)
     writer = RollupWriter(clickhouse.client, settings.kafka.usage_topic, settings.rollup.max_lateness_s, failpoints)
     usage_topic = app.topic(settings.kafka.usage_topic, key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw", partitions=settings.kafka.partitions)
-    buffers = PartitionBuffers(FLUSH_AT_BYTES, 2 * FLUSH_AT_BYTES)
+    # Flush early when this much is buffered; stop reading (backpressure) at twice as much.
+    flush_at = settings.rollup.flush_max_bytes
+    buffers = PartitionBuffers(flush_at, 2 * flush_at)
     builder = RollupBuilder(ContractDecoder(settings.contract.max_batch_events),
                             PriceBook.from_file(settings.rollup.price_overrides))
     backoff = Backoff(settings.clickhouse.retry_initial_s, settings.clickhouse.retry_max_s)
@@ -96,7 +95,7 @@ def build_worker(settings: Settings, clickhouse: ClickHouse, reader: ClickHouse)
     web = base_app(metrics, lambda: agent.positioned)
     web.router.add_get("/progress", _progress_handler(agent, meter))
     queries = UsageQueries(reader.client, settings.kafka.usage_topic, int(settings.rollup.max_lateness_s))
-    add_api_routes(web, queries, reader.run, settings.api)
+    add_api_routes(web, queries, reader.run, settings.api, trend_days=settings.budgets.trend_days)
     add_budget_routes(web, BudgetService.over(reader.client, settings.budgets.trend_days), reader.run, settings.api)
     add_usage_page(web)
     app.web_server(WebServer(web, settings.web.host, settings.web.port))

@@ -47,6 +47,22 @@ class PartitionBuffers:
         if self._bytes >= self._max_bytes:
             self._room.clear()
 
+    def add_records(self, partition: int, records) -> None:
+        """Buffer one fetch's records of ``partition`` (aiokafka ``ConsumerRecord``s, in offset order)."""
+        if partition not in self._accepting:
+            return  # fetched before a revocation: the next owner (or this worker, re-positioned) reads them
+        last = self._last_offset.get(partition, -1)
+        fresh = [RawMessage(r.offset, r.key, r.value, r.timestamp or 0) for r in records if r.offset > last]
+        if not fresh:
+            return
+        self._last_offset[partition] = fresh[-1].offset
+        self._messages.setdefault(partition, []).extend(fresh)
+        self._bytes += sum(len(m.value) for m in fresh if m.value is not None) + _OVERHEAD_BYTES * len(fresh)
+        if self._bytes >= self._flush_at_bytes:
+            self.flush_wanted.set()
+        if self._bytes >= self._max_bytes:
+            self._room.clear()
+
     async def wait_for_room(self) -> None:
         await self._room.wait()
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import faust
 from faust.types import TP
 
+from agents.batching import install_batching
 from agents.buffers import PartitionBuffers
 from pipeline.metering.deadletters import DeadLetterProducer
 from pipeline.metering.failpoints import Failpoints
@@ -26,6 +27,8 @@ from pipeline.metrics import PipelineMetrics
 log = logging.getLogger(__name__)
 # How often an idle partition (nothing new, consumer at the end of the log) records that it is fresh.
 FRESHNESS_INTERVAL_S = 10.0
+# Fetches handed to the agent and not yet buffered; the consumer's drain loop waits beyond (backpressure).
+FETCHES_IN_FLIGHT = 4
 
 
 class MeteringAgent:
@@ -47,18 +50,22 @@ class MeteringAgent:
         self._fresh_at: dict[int, float] = {}  # partition -> monotonic time its freshness was last recorded
 
     def install(self) -> None:
-        self._app.agent(self._topic, name="meter")(self._consume)
+        """The agent reads whole fetches of the usage topic from an in-memory channel (agents/batching.py);
+        the topic itself is subscribed through Faust's conductor as any agent's topic is."""
+        fetches = self._app.channel(maxsize=FETCHES_IN_FLIGHT)
+        install_batching(self._app, self._topic_name, fetches.put)
+        self._app.topics.add(self._topic)
+        self._app.agent(fetches, name="meter")(self._consume)
         self._app.task(self._flush_forever)
         self._app.timer(60.0)(self._expire_seen)
         self._app.on_partitions_revoked.connect(self._on_partitions_revoked)
         self._app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
     async def _consume(self, stream: faust.StreamT) -> None:
+        """One wake-up per fetch: its records go to the partition's buffer (backpressure when full)."""
         buffers = self._buffers
-        async for event in stream.events():
-            message = event.message
-            buffers.add(message.partition, message.offset, message.key, message.value,
-                        int(message.timestamp * 1000) if message.timestamp else 0)
+        async for fetched in stream:
+            buffers.add_records(fetched.partition, fetched.records)
             if buffers.full:
                 await buffers.wait_for_room()
 
@@ -92,6 +99,7 @@ class MeteringAgent:
                     await self._dead_letters.send(partition, prepared.rollup.dead_letters)
                     writes.append(asyncio.create_task(self._write(prepared)))
             await asyncio.gather(*writes)
+            await self._commit_progress(set(taken))
             await self._update_lag(flushed=set(taken))
 
     async def _write(self, prepared) -> None:
@@ -159,6 +167,19 @@ class MeteringAgent:
                               tp.partition, progress + 1, first_kept - 1)
                 resume_at[tp] = max(progress + 1, first_kept)
         return resume_at
+
+    async def _commit_progress(self, partitions: set[int]) -> None:
+        """Commits each flushed partition's ClickHouse progress + 1 as the group's Kafka offset. Nothing relies
+        on it (every rebalance re-positions from ClickHouse); it keeps Kafka's own lag tools truthful, since the
+        agent's fetches bypass Faust's per-message acks and commits."""
+        committed = self._meter.committed()
+        offsets = {TP(self._topic_name, p): committed[p] + 1 for p in partitions if committed.get(p, -1) >= 0}
+        if not offsets:
+            return
+        try:
+            await self._app.consumer._commit(offsets)
+        except Exception as error:  # a lag display, never a reason to stop metering
+            log.warning("committing progress to Kafka failed (%s); ClickHouse still holds it", error)
 
     def _reaches_log_end(self, partition: int, messages) -> bool:
         """Whether the taken messages end where the partition's log ended at the consumer's last fetch."""

@@ -1,4 +1,5 @@
-"""The two baselines every worker number is divided by."""
+"""The baselines every worker number is divided by: A (plain aiokafka + json), B (an empty Faust agent) and Q
+(quix-streams, in its own virtualenv: see bench/quix_baseline.py)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,18 @@ async def aiokafka_decode_rate(bootstrap: str, topic: str, partitions: int, n_me
     finally:
         await consumer.stop()
     return {"seconds": elapsed, "messages_per_s": messages / elapsed, "events_per_s": events / elapsed}
+
+
+def quix_rate(python: Path, bootstrap: str, topic: str, n_events: int, mode: str) -> dict:
+    """Baseline Q: quix-streams (``mode`` window or dict) in its own process, from the first message until
+    every event has been through its pipeline."""
+    result = subprocess.run([str(python), "-m", "bench.quix_baseline", bootstrap, topic, str(n_events), mode],
+                            cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"quix-streams baseline ({mode}) failed:\n{result.stderr[-3000:]}")
+    measured = json.loads(lines[-1])
+    return {"seconds": measured["seconds"], "events_per_s": measured["events"] / measured["seconds"]}
 
 
 def faust_iterate_rate(bootstrap: str, topic: str, n_messages: int) -> dict:

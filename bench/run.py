@@ -6,6 +6,8 @@ Starts its own Apache Kafka (deploy/kafka), fills topics with the same synthetic
 then measures in one run on one machine:
   A. a plain aiokafka consumer reading and JSON-decoding the topic (events/s);
   B. an empty Faust agent that only iterates the topic (messages/s): Faust's own ceiling;
+  Q. quix-streams (pinned 3.28.1, its own venv: --quix-python) on the same topic: a per-key hourly tumbling
+     window summing per-model requests and tokens by event time, and a plain dict aggregate (events/s);
   W. the meterline worker (a subprocess, embedded ClickHouse), from empty state until every event is
      durable in ClickHouse, for both shapes; its peak RSS;
   L. end-to-end latency at a fixed offered load: produce -> committed to usage_hourly, p50/p99;
@@ -24,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.baselines import aiokafka_decode_rate, faust_iterate_rate
+from bench.baselines import aiokafka_decode_rate, faust_iterate_rate, quix_rate
 from bench.workload import batch_messages, generate, produce_fast, single_messages
 from pipeline.devtools.brokers import ApacheKafka
 from pipeline.kafka import create_topics
@@ -123,6 +125,9 @@ async def main(args: argparse.Namespace) -> dict:
             if args.baselines:
                 row["baseline_a"] = await aiokafka_decode_rate(bootstrap, topic, PARTITIONS, len(messages))
                 row["baseline_b"] = faust_iterate_rate(bootstrap, topic, len(messages))
+            if args.quix_python:
+                row["quix_window"] = quix_rate(args.quix_python, bootstrap, topic, len(workload.events), "window")
+                row["quix_dict"] = quix_rate(args.quix_python, bootstrap, topic, len(workload.events), "dict")
             row["worker"] = await run_worker(bootstrap, topic, len(messages), workdir / f"run-{shape}")
             if shape == "batch100" and args.scaling:
                 server = ChdbHttpProcess(workdir / "shared-ch").start()
@@ -173,6 +178,13 @@ def report(results: dict) -> str:
                      f"{b['messages_per_s']:>14,.0f} {w['events_per_s']:>12,.0f} {w['messages_per_s']:>12,.0f} "
                      f"{w['events_per_s'] / a['events_per_s']:>5.2f} {w['messages_per_s'] / b['messages_per_s']:>7.2f} "
                      f"{w['peak_rss_mb']:>7.0f}")
+    for shape in ("single", "batch100"):
+        row = results.get(shape, {})
+        if "quix_window" in row:
+            w, qw, qd = row["worker"], row["quix_window"], row["quix_dict"]
+            lines.append(f"{shape}: Q quix-streams window {qw['events_per_s']:,.0f} ev/s, dict {qd['events_per_s']:,.0f}"
+                         f" ev/s; worker / Q window {w['events_per_s'] / qw['events_per_s']:.2f}, worker / Q dict "
+                         f"{w['events_per_s'] / qd['events_per_s']:.2f}")
     row = results.get("batch100", {})
     if "two_workers" in row:
         one, two = row["one_worker_http"], row["two_workers"]
@@ -194,6 +206,11 @@ if __name__ == "__main__":
     parser.add_argument("--no-baselines", dest="baselines", action="store_false", help="worker runs only")
     parser.add_argument("--shapes", nargs="+", default=["single", "batch100"], choices=["single", "batch100"])
     parser.add_argument("--out", type=Path, default=Path("bench/out/results.json"))
+    default_quix = Path(".venv-quix/bin/python")
+    parser.add_argument("--quix-python", type=lambda text: Path(text) if text else None,
+                        default=default_quix if default_quix.exists() else None,
+                        help="python of a venv with quixstreams==3.28.1 (default .venv-quix/bin/python if present; "
+                             "'' skips baseline Q)")
     arguments = parser.parse_args()
     outcome = asyncio.run(main(arguments))
     arguments.out.parent.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,9 @@ class RollupSettings:
     max_lateness_s: float = 7 * 86400.0
     max_future_skew_s: float = 300.0
     flush_interval_s: float = 1.0
+    # Flush early once this many bytes of messages are buffered (reading pauses at twice as much). A flush's
+    # working set grows with it: smaller saves memory, larger amortises each insert (bench/RESULTS.md).
+    flush_max_bytes: int = 8 * 1024 * 1024
     price_overrides: Path | None = None
 
 
@@ -237,6 +240,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max_lateness_s=e.duration("METERLINE_MAX_LATENESS", RollupSettings.max_lateness_s),
             max_future_skew_s=e.duration("METERLINE_MAX_FUTURE_SKEW", RollupSettings.max_future_skew_s),
             flush_interval_s=e.duration("METERLINE_FLUSH_INTERVAL", RollupSettings.flush_interval_s),
+            flush_max_bytes=e.int("METERLINE_FLUSH_MAX_BYTES", RollupSettings.flush_max_bytes, minimum=65536),
             price_overrides=Path(overrides).expanduser() if overrides else None,
         ),
         clickhouse=ClickHouseSettings(

@@ -6,12 +6,19 @@ path (``usage.query`` builds its ``sum()`` lists, ``usage.export`` its CSV colum
 these declarations, so names, order and units cannot drift between them. Adding a usage measure is one
 :class:`Measure` here, its line in :meth:`Counts.add` (a unit test fails until it is there), and the
 migration that adds its column.
+
+Units beyond the five token columns (audio, image and video tokens, 1 h cache writes, web searches, ... in
+genai-prices' vocabulary, pipeline/units.py) are two *per-unit* measures: ``units`` (counts by unit name) and
+``unit_costs`` (cost by priced unit), ClickHouse ``Map`` columns summed key by key (``sumMap``). A new unit
+therefore needs no new column: only its declaration in pipeline/units.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from pipeline.units import IMPLICIT, TOP_LEVEL
 
 if TYPE_CHECKING:
     from pipeline.contract import UsageEvent
@@ -23,8 +30,9 @@ class Measure:
     in the API and CSV."""
 
     name: str
-    unit: Literal["requests", "tokens", "USD"]
+    unit: Literal["requests", "tokens", "units", "USD"]  # "units": each key's count in that unit's own measure
     description: str
+    per_unit: bool = False  # a Map(String, ...) keyed by unit name, summed key by key (sumMap)
 
 
 REQUESTS = Measure("requests", "requests", "Requests counted (each request_id once).")
@@ -40,13 +48,19 @@ INPUT_COST = Measure("input_cost", "USD", "Cost of the input side, per genai-pri
 OUTPUT_COST = Measure("output_cost", "USD", "Cost of the output side.")
 TOTAL_COST = Measure("total_cost", "USD", "input_cost + output_cost.")
 GATEWAY_COST = Measure("gateway_cost", "USD", "Sum of the gateways' own gateway_cost_usd, for reconciliation.")
+UNITS = Measure("units", "units", "Counts of the units reported in the events' usage object (beyond the token "
+                "columns), by genai-prices unit name: tokens, seconds, searches, pages, ...", per_unit=True)
+UNIT_COSTS = Measure("unit_costs", "USD", "Cost by priced unit, by genai-prices unit name: each priced unit's leaf "
+                     "count (the units it counts that no more specific priced unit counts) times its price; the "
+                     "values sum to total_cost exactly.", per_unit=True)
 
 # Summed from each event by Counts.add: the fields of Counts, in this order.
 COUNTED = (REQUESTS, ERROR_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS, CACHE_WRITE_TOKENS,
            REASONING_TOKENS, GATEWAY_COST_REQUESTS)
 COSTS = (INPUT_COST, OUTPUT_COST, TOTAL_COST)  # computed from Counts by pricing, per group
+PER_UNIT = (UNITS, UNIT_COSTS)  # Counts.units; Cost.by_unit
 # Every summed column of usage_15m and usage_hourly.
-USAGE_MEASURES = (*COUNTED, UNPRICED_REQUESTS, *COSTS, GATEWAY_COST)
+USAGE_MEASURES = (*COUNTED, UNPRICED_REQUESTS, *COSTS, GATEWAY_COST, *PER_UNIT)
 BY_NAME = {measure.name: measure for measure in USAGE_MEASURES}
 
 
@@ -64,16 +78,23 @@ class Dimensions(NamedTuple):
 
 
 UNPRICED = ""
+# Unit name (pipeline/units.py) -> the Counts column that sums it.
+_COLUMN_OF = {unit: field for field, unit in TOP_LEVEL.items()} | {IMPLICIT: REQUESTS.name}
 
 
 class Counts:
-    """The running sums of one group, one attribute per measure of :data:`COUNTED`."""
+    """The running sums of one group, one attribute per measure of :data:`COUNTED`, plus ``units`` (the summed
+    ``usage`` objects; None while no event of the group had one) and ``priced_apart`` (cost units of the units
+    a rate prices event by event, see ``pricing.Rate.price_apart``; None while there is none)."""
 
-    __slots__ = tuple(measure.name for measure in COUNTED)
+    __slots__ = (*(measure.name for measure in COUNTED), "units", "priced_apart")
+    _SUMMED = tuple(measure.name for measure in COUNTED)
 
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+    def __init__(self) -> None:  # one per new group: spelled out, as a loop over __slots__ costs 4x more
+        self.requests = self.error_requests = self.input_tokens = self.output_tokens = 0
+        self.cache_read_tokens = self.cache_write_tokens = self.reasoning_tokens = self.gateway_cost_requests = 0
+        self.units: dict[str, int] | None = None
+        self.priced_apart: dict[str, int] | None = None
 
     def add(self, event: UsageEvent) -> None:
         """Adds one valid event (the per-event hot path: straight-line attribute arithmetic)."""
@@ -87,16 +108,47 @@ class Counts:
         self.reasoning_tokens += event.reasoning_tokens
         if event.gateway_cost_usd is not None:
             self.gateway_cost_requests += 1
+        if event.usage is not None:
+            self.add_units(event.usage)
+
+    def add_units(self, usage: dict[str, int], sign: int = 1) -> None:
+        """Adds (``sign`` -1: subtracts) the counts of one event's ``usage`` object."""
+        units = self.units
+        if units is None:
+            units = self.units = {}
+        for name, count in usage.items():
+            units[name] = units.get(name, 0) + sign * count
+
+    def add_priced_apart(self, costs: dict[str, int], sign: int = 1) -> None:
+        """Adds (``sign`` -1: subtracts) one event's cost units of units priced event by event."""
+        priced = self.priced_apart
+        if priced is None:
+            priced = self.priced_apart = {}
+        for name, units in costs.items():
+            priced[name] = priced.get(name, 0) + sign * units
 
     def subtract(self, event: UsageEvent) -> None:
-        """Takes one event back out (a duplicate found after it was added; rare)."""
+        """Takes one event back out (a duplicate found after it was added; rare). The caller takes back its
+        ``priced_apart`` costs, which depend on the rate."""
         one = Counts()
         one.add(event)
-        for name in self.__slots__:
+        for name in self._SUMMED:
             setattr(self, name, getattr(self, name) - getattr(one, name))
+        if event.usage is not None:
+            self.add_units(event.usage, -1)
 
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+    def value(self, unit: str) -> int:
+        """The summed count of a unit (genai-prices name, pipeline/units.py); ``requests`` is the request count."""
+        column = _COLUMN_OF.get(unit)
+        if column is not None:
+            return getattr(self, column)
+        return self.units.get(unit, 0) if self.units else 0
+
+    def as_dict(self) -> dict:
+        counts: dict = {name: getattr(self, name) for name in self._SUMMED}
+        if self.units:
+            counts["units"] = {name: n for name, n in self.units.items() if n}
+        return counts
 
     def __repr__(self) -> str:
         return f"Counts({self.as_dict()})"

@@ -9,7 +9,9 @@ One runner writes it at a time: the worker's leader timer or ``meterline alerts 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+from clickhouse_connect.driver.client import Client
 
 from pipeline.alerts.model import FIRING, AlertKey
 from pipeline.clickhouse import ClickHouse
@@ -89,3 +91,28 @@ class AlertStateStore:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# One key's alerts, open or resolved, that overlap [start, end): opened before the end, and still open or
+# resolved at or after the start. api_key_id leads the sorting key, so the filter is safe before FINAL.
+_KEY_ALERTS = f"""
+SELECT {", ".join(COLUMNS)}
+FROM (SELECT * FROM alert_state FINAL WHERE api_key_id = {{api_key_id:String}})
+WHERE opened_at < fromUnixTimestamp64Milli({{end_ms:Int64}}, 'UTC')
+  AND (resolved_at IS NULL OR resolved_at >= fromUnixTimestamp64Milli({{start_ms:Int64}}, 'UTC'))
+ORDER BY opened_at, model, metric
+"""
+
+
+def read_key_alerts(client: Client, api_key_id: str, start: datetime, end: datetime) -> list[AlertRecord]:
+    """The alerts of ``api_key_id`` (every model and metric) open at some instant of [start, end), oldest
+    first. ``alert_state`` keeps one row per key x model x metric, so a series that spiked again shows its
+    latest alert only. Synchronous (a plain clickhouse-connect client): run it off the event loop."""
+    rows = client.query(_KEY_ALERTS, parameters={
+        "api_key_id": api_key_id, "start_ms": _epoch_ms(start), "end_ms": _epoch_ms(end)}).result_rows
+    return [AlertRecord.from_row(row) for row in rows]
+
+
+def _epoch_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch, rounded up (a bound at .0005 s still excludes what precedes it)."""
+    return -(-(moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1))

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_app(settings: Settings, clickhouse: ClickHouse) -> web.Application:
     queries = UsageQueries(clickhouse.client, settings.kafka.usage_topic, int(settings.rollup.max_lateness_s))
-    app = create_api_app(queries, clickhouse.run, settings.api)
+    app = create_api_app(queries, clickhouse.run, settings.api, trend_days=settings.budgets.trend_days)
     add_budget_routes(app, BudgetService.over(clickhouse.client, settings.budgets.trend_days), clickhouse.run,
                       settings.api)
     add_usage_page(app)

@@ -246,6 +246,9 @@ class LocalStore:
     def fetch(self, name: str, request: UsageRequest) -> dict:
         return jsonable(getattr(self._queries, name)(request))
 
+    def unpriced(self, request: UsageRequest) -> dict:
+        return jsonable(self._queries.unpriced(request))
+
     def export(self, request: UsageRequest, out: BinaryIO) -> int:
         """Writes the CSV to ``out``; returns the number of rows after the header."""
         text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
@@ -274,15 +277,23 @@ class WorkerApi:
         out.flush()
         return rows
 
+    def unpriced(self, request: UsageRequest) -> dict:
+        params = {"from": _rfc3339(request.start), "to": _rfc3339(request.end), "tz": request.tz}
+        with self._open("unpriced", params) as response:
+            return json.load(response)
+
     def _get(self, route: str, request: UsageRequest):
-        if not self._token:
-            raise Unavailable("the embedded store is held by another process; to ask its HTTP API set "
-                              "METERLINE_API_ADMIN_TOKEN (the demo keeps its own in <data dir>/admin-token, "
-                              "found when METERLINE_DATA_DIR is the demo's)")
         params = {"scope": request.scope, **({"id": request.scope_id} if request.scope_id else {}),
                   "from": _rfc3339(request.start), "to": _rfc3339(request.end), "tz": request.tz}
         if "granularity" in ROUTE_PARAMETERS[route]:
             params["granularity"] = request.granularity
+        return self._open(route, params)
+
+    def _open(self, route: str, params: dict):
+        if not self._token:
+            raise Unavailable("the embedded store is held by another process; to ask its HTTP API set "
+                              "METERLINE_API_ADMIN_TOKEN (the demo keeps its own in <data dir>/admin-token, "
+                              "found when METERLINE_DATA_DIR is the demo's)")
         url = f"{self._url}{PREFIX_V1}/{route}?{urllib.parse.urlencode(params)}"
         get = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token}"})
         try:
@@ -333,7 +344,9 @@ def render_usage(body: dict) -> str:
         f"  avg tokens/req    {_decimal(t['avg_tokens_per_request']):>16}",
         f"  output/input      {t['output_input_ratio'] or '-':>16}",
         f"  cache read/write  {t['cache_read_tokens']:,} / {t['cache_write_tokens']:,}",
-        f"  reasoning tokens  {t['reasoning_tokens']:,}", "",
+        f"  reasoning tokens  {t['reasoning_tokens']:,}",
+        *([f"  other units       {', '.join(f'{name} {count:,}' for name, count in t['units'].items())}"]
+          if t.get("units") else []), "",
     ]
     models = [[m["model"], m["provider"], f"{m['totals']['requests']:,}", _share(m["request_share"]),
                f"{m['totals']['input_tokens']:,}", f"{m['totals']['output_tokens']:,}", usd(m["totals"]["total_cost"])]

@@ -22,7 +22,7 @@ import re
 import tempfile
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -34,10 +34,12 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from pipeline.config import ApiSettings
 from pipeline.usage.export import csv_chunks, decimal_text
 from pipeline.usage.parameters import Param, QueryError, read_query
-from pipeline.usage.query import ORDERS, KeyList, ModelBreakdown, PeakHours, Series, Summary, UsageQueries
+from pipeline.usage.forecast import DEFAULT_TREND_DAYS, MonthToDate, SpendTrend
+from pipeline.usage.query import (ORDERS, BusiestKeys, Comparison, KeyAlerts, KeyList, ModelBreakdown, PeakHours,
+                                  Series, Summary, UnpricedModels, UsageQueries)
 from pipeline.usage.ranges import (GRANULARITY_SCHEMA, ID_EXPECT, ID_SCHEMA, INSTANT_EXPECT, INSTANT_SCHEMA,
                                    MAX_BUCKETS, MAX_ID_CHARS, NO_CONTROL_CHARACTERS, SCOPE_SCHEMA, ZONE_EXPECT,
-                                   ZONE_SCHEMA, UsageRequest, parse_request)
+                                   ZONE_SCHEMA, UsageRequest, parse_request, parse_zone)
 from pipeline.usage.tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,14 @@ PREFIX_V1 = "/api/v1"
 SPOOL_IN_MEMORY = 4 * 1024 * 1024
 SEND_CHUNK = 64 * 1024
 KEYS_DEFAULT_LIMIT, KEYS_MAX_LIMIT = 100, 1000
+BUSIEST_DEFAULT_LIMIT, BUSIEST_MAX_LIMIT = 10, 100
+# busiest-keys reads every key: the range rules are checked by parse_request as for a key, whose id this is.
+EVERY_KEY = "*"
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,17 +110,23 @@ Q = Param("q", {"type": "string", "maxLength": MAX_ID_CHARS, "pattern": NO_CONTR
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": KEYS_MAX_LIMIT, "default": KEYS_DEFAULT_LIMIT},
               "At most this many keys.", f"a whole number from 1 to {KEYS_MAX_LIMIT} (digits only)")
 RANGE_PARAMS = (SCOPE, ID, FROM, TO, TZ)
+TOP_LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": BUSIEST_MAX_LIMIT,
+                            "default": BUSIEST_DEFAULT_LIMIT},
+                  "At most this many keys.", f"a whole number from 1 to {BUSIEST_MAX_LIMIT} (digits only)")
+KEY = Param("key", ID_SCHEMA, "The api_key_id whose spike alerts to list (a key token: its own key's id, see "
+            "`/api/v1/whoami`).", ID_EXPECT, required=True, examples=("key_globex_chat",))
 
 RANGE_RULES = """Rules across parameters (a 400 names the one broken):
 - `id` is required for scopes `key`, `org` and `project` (`missing 'id'`) and refused for `all` (`unexpected 'id'`);
 - `from` must be before `to` (`empty range`);
 - the range may span at most {max_range_days} days of local wall-clock time (`range too long`);
-- at least one 15-minute window of UTC must start in [`from`, `to`): usage is stored per window (`range holds no \
-window`);
+- at least one 15-minute window must start in [`from`, `to`): usage is stored per 15-minute window of UTC \
+(`range holds no window`);
 - both instants lie in [1970-01-01T00:00:00Z, 2106-01-01T00:00:00Z], after applying the offset or `tz` \
 (`out of supported range`);
 - day and month buckets cannot start before 1970-01-01 in `tz`, week buckets not before Monday 1970-01-05 in \
-`tz`: ClickHouse dates begin on 1970-01-01 (`out of supported range`; hour buckets have no such limit);
+`tz`: ClickHouse dates begin on 1970-01-01 (`out of supported range`; quarter-hour and hour buckets have no such \
+limit);
 - at most {max_buckets} buckets of the chosen or automatic granularity (`too many buckets`)."""
 
 
@@ -128,7 +144,7 @@ class Route:
 
     @property
     def is_range(self) -> bool:
-        return SCOPE in self.params
+        return FROM in self.params
 
 
 ROUTES = (
@@ -138,28 +154,44 @@ ROUTES = (
     Route("series", "Time series with zero-filled buckets", RANGE_PARAMS + (GRANULARITY,), Series),
     Route("peak-hours", "Requests per local hour of day (0..23)", RANGE_PARAMS, PeakHours),
     Route("export.csv", "CSV: one row per bucket x key x model x provider", RANGE_PARAMS + (GRANULARITY,), None),
+    Route("compare", "Totals of the range and of its previous period (the same local length just before `from`, "
+          "in `tz`), with the change of each measure", RANGE_PARAMS, Comparison),
+    Route("month-to-date", "Cost of the current calendar month in `tz` so far, and its projection to the month's "
+          "end from the recent daily trend (the budgets' projection rule)", (SCOPE, ID, TZ), MonthToDate),
+    Route("busiest-keys", "Admin token only: the keys with the most requests in the range (every key)",
+          (FROM, TO, TZ, TOP_LIMIT), BusiestKeys),
+    Route("alerts", "A key's usage-spike alerts, open or resolved, that were open at some instant of the range "
+          "(admin token, or that key's token)", (KEY, FROM, TO, TZ), KeyAlerts),
     Route("keys", "Admin token only: the api_key_ids with recorded usage, sorted (the usage page's key selector)",
           (Q, LIMIT), KeyList),
+    Route("unpriced", "Admin token only: every model counted without a price in the range (every key), with its "
+          "unpriced requests: what to alias or price (docs/pricing.md)", (FROM, TO, TZ), UnpricedModels),
     Route("whoami", "What the bearer token may read: every scope (admin) or one key's usage", (), Identity),
     Route("openapi.json", "This OpenAPI 3.1 document", (), None, public=True),
 )
 
 
-def create_api_app(queries: UsageQueries, run: Run, settings: ApiSettings) -> web.Application:
+def create_api_app(queries: UsageQueries, run: Run, settings: ApiSettings, *, clock: Clock = utc_now,
+                   trend_days: int = DEFAULT_TREND_DAYS) -> web.Application:
     """An application serving the API; ``run(fn, *args)`` must run blocking calls off the loop, one at a time
-    per client (the worker passes ``ClickHouse.run``)."""
+    per client (the worker passes ``ClickHouse.run``). ``clock``: the current time (aware), for the month to
+    date; ``trend_days``: its projection's trend window in complete local days (METERLINE_BUDGET_TREND_DAYS)."""
     app = web.Application()
-    add_api_routes(app, queries, run, settings)
+    add_api_routes(app, queries, run, settings, clock=clock, trend_days=trend_days)
     return app
 
 
-def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settings: ApiSettings) -> None:
+def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settings: ApiSettings, *,
+                   clock: Clock = utc_now, trend_days: int = DEFAULT_TREND_DAYS) -> None:
     """Mount the routes on an existing application (e.g. the worker's, next to /metrics), and answer unknown
-    paths and methods under /api/v1/ with the JSON error shape too. Call before the application starts."""
-    # The key list is not a usage answer, so UsageQueries has no method for it; it reads the same client.
-    api = _UsageApi(queries, run, settings)
+    paths and methods under /api/v1/ with the JSON error shape too. Call before the application starts.
+    ``clock`` and ``trend_days``: as for :func:`create_api_app`."""
+    api = _UsageApi(queries, run, settings, SpendTrend(queries, trend_days), clock)
     handlers = {"summary": api.summary, "models": api.models, "series": api.series, "peak-hours": api.peak_hours,
-                "export.csv": api.export_csv, "keys": api.keys, "whoami": api.whoami, "openapi.json": api.openapi}
+                "export.csv": api.export_csv, "compare": api.compare, "month-to-date": api.month_to_date,
+                "busiest-keys": api.busiest_keys, "alerts": api.alerts, "keys": api.keys, "unpriced": api.unpriced,
+                "whoami": api.whoami,
+                "openapi.json": api.openapi}
     for route in ROUTES:
         app.router.add_get(f"{PREFIX_V1}/{route.name}", _guarded(route, api, handlers[route.name]))
     app.middlewares.append(_json_http_errors)
@@ -169,8 +201,10 @@ Handler = Callable[[web.Request, Principal | None, dict[str, Any]], Awaitable[we
 
 
 class _UsageApi:
-    def __init__(self, queries: UsageQueries, run: Run, settings: ApiSettings) -> None:
+    def __init__(self, queries: UsageQueries, run: Run, settings: ApiSettings, spend: SpendTrend,
+                 clock: Clock) -> None:
         self._queries, self._run, self._settings = queries, run, settings
+        self._spend, self._now = spend, clock
 
     async def summary(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
         usage_request = self._usage_request(principal, values)
@@ -203,10 +237,39 @@ class _UsageApi:
             await response.write_eof()
             return response
 
+    async def compare(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        usage_request = self._usage_request(principal, values)
+        return web.json_response(jsonable(await self._run(self._queries.compare, usage_request)))
+
+    async def month_to_date(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        self._may_read(principal, values["scope"], values["id"])
+        parse_zone(values["tz"])
+        answer = await self._run(self._spend.month_to_date, values["scope"], values["id"], values["tz"], self._now())
+        return web.json_response(jsonable(answer))
+
+    async def busiest_keys(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        if not principal.admin:
+            raise ApiError(403, "forbidden", "only the admin token may rank keys; a key token reads its own key")
+        usage_request = parse_request("key", EVERY_KEY, values["from"], values["to"], values["tz"], None,
+                                      self._settings.max_range_days)
+        return web.json_response(jsonable(await self._run(self._queries.busiest_keys, usage_request,
+                                                          values["limit"])))
+
+    async def alerts(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        usage_request = self._usage_request(principal, {**values, "scope": "key", "id": values["key"]})
+        return web.json_response(jsonable(await self._run(self._queries.alerts, usage_request)))
+
     async def keys(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
         if not principal.admin:
             raise ApiError(403, "forbidden", "only the admin token may list keys; a key token reads its own key")
         return web.json_response(jsonable(await self._run(self._queries.keys, values["q"], values["limit"])))
+
+    async def unpriced(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        if not principal.admin:
+            raise ApiError(403, "forbidden", "only the admin token may list unpriced models (they span every key)")
+        usage_request = parse_request("key", EVERY_KEY, values["from"], values["to"], values["tz"], None,
+                                      self._settings.max_range_days)
+        return web.json_response(jsonable(await self._run(self._queries.unpriced, usage_request)))
 
     async def whoami(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
         return web.json_response(jsonable(Identity(principal.admin, principal.api_key_id)))
@@ -217,11 +280,16 @@ class _UsageApi:
 
     def _usage_request(self, principal: Principal, values: dict) -> UsageRequest:
         scope, scope_id = values["scope"], values["id"]
+        self._may_read(principal, scope, scope_id)
+        return parse_request(scope, scope_id, values["from"], values["to"], values["tz"], values.get("granularity"),
+                             self._settings.max_range_days)
+
+    @staticmethod
+    def _may_read(principal: Principal, scope: str, scope_id: str) -> None:
+        """ApiError 403 unless the token is the admin's or the key token of ``scope_id``."""
         if not principal.admin and (scope != "key" or scope_id != principal.api_key_id):
             raise ApiError(403, "forbidden", "this token may read only its own key's usage (scope=key and its "
                                              "key's id; /api/v1/whoami names it)")
-        return parse_request(scope, scope_id, values["from"], values["to"], values["tz"], values.get("granularity"),
-                             self._settings.max_range_days)
 
     def authenticate(self, header: str) -> Principal:
         return authenticate(self._settings, header)
@@ -325,6 +393,8 @@ def jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (list, tuple)):
         return [jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
     return value
 
 

@@ -20,15 +20,16 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from string import Template
 
 from clickhouse_connect.driver.client import Client
 
+from pipeline.alerts.state import AlertRecord, read_key_alerts
 from pipeline.clock import HOUR_S
 from pipeline.measures import CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, ERROR_REQUESTS, INPUT_COST, INPUT_TOKENS, \
-    OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNPRICED_REQUESTS, Measure
-from pipeline.usage.ranges import ALL, QueryError, UsageRequest
+    OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNIT_COSTS, UNITS, UNPRICED_REQUESTS, Measure
+from pipeline.usage.ranges import ALL, QueryError, UsageRequest, previous_period
 
 # Money sums keep all 24 decimals; derived ratios are rounded half-even to these places.
 AVERAGE_PLACES = Decimal("0.01")
@@ -88,16 +89,18 @@ _IN_RANGE = ("$scope AND hour >= toDateTime({first_hour:UInt32}, 'UTC') "
              "AND window_start < toDateTime({end_window:UInt32}, 'UTC')")
 # The sums behind Totals, by name (pipeline/measures.py); total_tokens and the ratios are derived in Python.
 TOTALS_MEASURES = (REQUESTS, ERROR_REQUESTS, UNPRICED_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
-                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST)
+                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST, UNITS, UNIT_COSTS)
 SERIES_MEASURES = (REQUESTS, ERROR_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, TOTAL_COST)
 # Per bucket x key x model x provider in the CSV (pipeline/usage/export.py names the other columns).
 EXPORT_MEASURES = (REQUESTS, ERROR_REQUESTS, UNPRICED_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS,
-                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST)
+                   CACHE_WRITE_TOKENS, REASONING_TOKENS, INPUT_COST, OUTPUT_COST, TOTAL_COST, UNITS, UNIT_COSTS)
 
 
 def sums(measures: tuple[Measure, ...]) -> str:
-    """``sum(name) AS name, ...`` for the measures: every answer reads its columns by name."""
-    return ", ".join(f"sum({measure.name}) AS {measure.name}" for measure in measures)
+    """``sum(name) AS name, ...`` for the measures (``sumMap`` for a per-unit Map): every answer reads its
+    columns by name."""
+    return ", ".join(f"{'sumMap' if measure.per_unit else 'sum'}({measure.name}) AS {measure.name}"
+                     for measure in measures)
 
 
 _SUMS = sums(TOTALS_MEASURES)
@@ -151,7 +154,12 @@ EVER_USED_SQL = "SELECT count() FROM (SELECT 1 FROM usage_keys WHERE $scope LIMI
 class Totals:
     """Sums over a range. ``total_tokens`` = input + output. Derived ratios are None when their denominator
     is zero: ``avg_tokens_per_request`` (total / requests, 2 places) and ``output_input_ratio`` (output /
-    input, 4 places), both rounded half-even."""
+    input, 4 places), both rounded half-even.
+
+    ``units``: every non-zero unit events reported beyond the token columns (genai-prices unit name -> count:
+    ``input_audio_tokens``, ``cache_write_1h_tokens``, ``web_searches``, ...; they are parts of the token
+    columns, see pipeline/units.py). ``unit_costs``: USD by priced unit, non-zero only; they sum to
+    ``total_cost`` exactly."""
 
     requests: int
     error_requests: int
@@ -167,11 +175,14 @@ class Totals:
     total_cost: Decimal
     avg_tokens_per_request: Decimal | None
     output_input_ratio: Decimal | None
+    units: dict[str, int]
+    unit_costs: dict[str, Decimal]
 
     @classmethod
     def from_sums(cls, sums: dict) -> "Totals":
         """From a row of :data:`TOTALS_MEASURES` sums, by name (other keys are ignored)."""
-        values = {measure.name: sums[measure.name] for measure in TOTALS_MEASURES}
+        values = {measure.name: non_zero(sums[measure.name]) if measure.per_unit else sums[measure.name]
+                  for measure in TOTALS_MEASURES}
         total = values["input_tokens"] + values["output_tokens"]
         return cls(**values, total_tokens=total,
                    avg_tokens_per_request=_ratio(total, values["requests"], AVERAGE_PLACES),
@@ -277,6 +288,46 @@ KEYS_SQL = ("SELECT api_key_id FROM usage_keys WHERE startsWith(api_key_id, {pre
             "GROUP BY api_key_id ORDER BY api_key_id LIMIT {limit:UInt32}")
 
 
+# Models that were counted without a price, over every key: what an operator should alias or price
+# (docs/pricing.md). A stored 15-minute window counts when its start lies in [from, to), as for every answer.
+UNPRICED_SQL = """
+SELECT model, provider, sum(unpriced_requests) AS requests, uniqExact(api_key_id) AS keys,
+       min(window_start) AS first_window, max(window_start) AS last_window
+FROM usage_15m
+WHERE unpriced_requests > 0
+  AND hour >= toDateTime({first_hour:UInt32}, 'UTC') AND hour < toDateTime({end_hour:UInt32}, 'UTC')
+  AND window_start >= toDateTime({first_window:UInt32}, 'UTC') AND window_start < toDateTime({end_window:UInt32}, 'UTC')
+GROUP BY model, provider
+ORDER BY requests DESC, model, provider
+LIMIT {limit:UInt32}"""
+
+
+@dataclass(frozen=True)
+class UnpricedModel:
+    """A model x provider counted without a price: its unpriced requests, how many keys sent them, and the
+    starts of the first and last stored 15-minute windows (UTC) that held one."""
+
+    model: str
+    provider: str
+    requests: int
+    keys: int
+    first_window: datetime
+    last_window: datetime
+
+
+@dataclass(frozen=True)
+class UnpricedModels:
+    """Every model counted without a price in [start, end), most requests first (``truncated``: more than
+    ``limit`` models)."""
+
+    start: datetime
+    end: datetime
+    tz: str
+    limit: int
+    truncated: bool
+    models: tuple[UnpricedModel, ...]
+
+
 # The least freshness over the topic's partitions; ignores rows that claim none (counted_through 0).
 FRESHNESS_SQL = ("SELECT min(counted_through), count() FROM ingest_progress "
                  "WHERE (kafka_topic = {topic:String} OR {topic:String} = '')")
@@ -308,6 +359,15 @@ class UsageQueries:
         rows = self._client.query(KEYS_SQL, parameters={"prefix": prefix, "limit": limit + 1}).result_rows
         return KeyList(prefix, limit, len(rows) > limit, tuple(row[0] for row in rows[:limit]))
 
+    def unpriced(self, request: UsageRequest, limit: int = 1000) -> UnpricedModels:
+        """Models counted without a price in ``request``'s range, over every key (``request``'s scope and id are
+        not used; admin only in the API), most unpriced requests first."""
+        sql, parameters = self._bind(UNPRICED_SQL, request, limit=limit + 1)  # one more tells whether it was cut
+        rows = list(self._client.query(sql, parameters=parameters).named_results())
+        models = tuple(UnpricedModel(row["model"], row["provider"], row["requests"], row["keys"],
+                                     _utc(row["first_window"]), _utc(row["last_window"])) for row in rows[:limit])
+        return UnpricedModels(request.start, request.end, request.tz, limit, len(rows) > limit, models)
+
     def summary(self, request: UsageRequest) -> Summary:
         totals = Totals.from_sums(self._named(SUMMARY_SQL, request)[0])
         return Summary(request, self._status(request, totals.requests > 0), totals, self.freshness())
@@ -330,7 +390,8 @@ class UsageQueries:
     def series(self, request: UsageRequest) -> Series:
         """Every bucket of the range in order, zero where there was no usage."""
         found = {row.pop("bucket"): row for row in self._named(SERIES_SQL, request)}
-        empty = {measure.name: 0 for measure in SERIES_MEASURES}
+        # money is a Decimal like every other amount (the JSON says "0", a decimal string, not the number 0)
+        empty = {measure.name: Decimal(0) if measure.unit == "USD" else 0 for measure in SERIES_MEASURES}
         buckets = []
         for key, start in request.bucket_starts().items():
             row = found.get(key, empty)
@@ -350,6 +411,34 @@ class UsageQueries:
         sql, parameters = self._bind(EXPORT_SQL, request, scopes=EXPORT_SCOPE_FILTERS)
         return self._client.query_row_block_stream(
             sql, parameters=parameters, settings={**(_KEY_ROWS if request.scope == "key" else {}), "max_block_size": block_rows})
+
+    def compare(self, request: UsageRequest) -> Comparison:
+        """The range's totals next to those of its previous period (:func:`~pipeline.usage.ranges.previous_period`:
+        the same local length just before ``from``), and the change of each compared measure."""
+        current = self.summary(request)
+        before = previous_period(request)
+        previous = self.summary(before) if before is not None else None
+        return Comparison(request, current.status, current.totals, before,
+                          previous.status if previous else None, previous.totals if previous else None,
+                          Changes.between(current.totals, previous.totals if previous else None),
+                          current.freshness)
+
+    def busiest_keys(self, request: UsageRequest, limit: int) -> BusiestKeys:
+        """The api_key_ids with the most requests in ``request``'s range, over every key (``request``'s scope
+        and id are not used): ties by total tokens, then cost, then id. Keys without requests are left out."""
+        sql, parameters = self._bind(BUSIEST_KEYS_SQL, request, limit=limit)
+        rows = self._client.query(sql, parameters=parameters).named_results()
+        return BusiestKeys(request.start, request.end, request.tz, limit, tuple(
+            KeyActivity(row["api_key_id"], row["requests"], row["total_tokens"], row["total_cost"]) for row in rows),
+            self.freshness())
+
+    def alerts(self, request: UsageRequest) -> KeyAlerts:
+        """The spike alerts (pipeline/alerts, ``alert_state``) of the key ``request`` names that were open at some
+        instant of its range, open or resolved, oldest first. Only keys have alerts: another scope has none."""
+        if request.scope != "key":
+            return KeyAlerts(request, ())
+        records = read_key_alerts(self._client, request.scope_id, request.start, request.end)
+        return KeyAlerts(request, tuple(SpikeAlert.of(record) for record in records))
 
     def _status(self, request: UsageRequest, has_usage: bool) -> Status:
         if has_usage:
@@ -419,7 +508,154 @@ def joined(runs) -> list[tuple[int, int]]:
     return out
 
 
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def non_zero(summed: dict) -> dict:
+    """A summed Map without its zero entries, keys sorted (sumMap keeps keys whose sum is 0)."""
+    return {key: summed[key] for key in sorted(summed) if summed[key]}
+
+
 def _ratio(numerator: int, denominator: int, places: Decimal) -> Decimal | None:
     if not denominator:
         return None
     return (Decimal(numerator) / Decimal(denominator)).quantize(places, rounding=ROUND_HALF_EVEN)
+
+
+# ---- the previous period, the busiest keys and a key's spike alerts -------------------------------------
+
+RELATIVE_PLACES = Decimal("0.0001")
+# What Comparison compares: every Totals measure a card shows.
+COMPARED = ("total_tokens", "input_tokens", "output_tokens", "requests", "error_requests", "cache_read_tokens",
+            "cache_write_tokens", "reasoning_tokens", "total_cost", "avg_tokens_per_request", "output_input_ratio")
+
+
+@dataclass(frozen=True)
+class Change:
+    """current - previous of one measure. ``difference``: exact (an integer for counts, a decimal for money and
+    ratios); None when either side is None (a ratio without a denominator). ``relative`` = difference /
+    previous, rounded half-even to 4 places (0.25 = +25%); None when the previous value is 0 or None."""
+
+    difference: int | Decimal | None
+    relative: Decimal | None
+
+    @classmethod
+    def of(cls, current: int | Decimal | None, previous: int | Decimal | None) -> "Change":
+        if current is None or previous is None:
+            return cls(None, None)
+        difference = current - previous
+        relative = None
+        if previous:
+            with localcontext() as context:  # exact enough for Decimal(38, 24) sums: one rounding, at the end
+                context.prec = 100
+                relative = (Decimal(difference) / Decimal(previous)).quantize(RELATIVE_PLACES,
+                                                                              rounding=ROUND_HALF_EVEN)
+        return cls(difference, relative)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The change of each measure the range and its previous period are compared on, by name."""
+
+    total_tokens: Change
+    input_tokens: Change
+    output_tokens: Change
+    requests: Change
+    error_requests: Change
+    cache_read_tokens: Change
+    cache_write_tokens: Change
+    reasoning_tokens: Change
+    total_cost: Change
+    avg_tokens_per_request: Change
+    output_input_ratio: Change
+
+    @classmethod
+    def between(cls, current: Totals, previous: Totals | None) -> "Changes":
+        """All None without a previous period."""
+        return cls(**{name: Change.of(getattr(current, name), getattr(previous, name) if previous else None)
+                      for name in COMPARED})
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A range and its previous period side by side. ``previous_request`` is None (and so are
+    ``previous_status`` and ``previous_totals``) when that period would start before 1970-01-01 UTC."""
+
+    request: UsageRequest
+    status: Status
+    totals: Totals
+    previous_request: UsageRequest | None
+    previous_status: Status | None
+    previous_totals: Totals | None
+    changes: Changes
+    freshness: Freshness
+
+
+@dataclass(frozen=True)
+class KeyActivity:
+    api_key_id: str
+    requests: int
+    total_tokens: int  # input + output
+    total_cost: Decimal  # USD, exact
+
+
+@dataclass(frozen=True)
+class BusiestKeys:
+    """At most ``limit`` keys of [start, end), the busiest first (most requests; ties by total tokens, cost, id)."""
+
+    start: datetime
+    end: datetime
+    tz: str
+    limit: int
+    keys: tuple[KeyActivity, ...]
+    freshness: Freshness
+
+
+# _IN_RANGE without the scope: every key's windows starting in the range.
+BUSIEST_KEYS_SQL = """
+SELECT api_key_id, sum(requests) AS requests, sum(input_tokens) + sum(output_tokens) AS total_tokens,
+       sum(total_cost) AS total_cost
+FROM usage_15m
+WHERE hour >= toDateTime({first_hour:UInt32}, 'UTC') AND hour < toDateTime({end_hour:UInt32}, 'UTC')
+  AND window_start >= toDateTime({first_window:UInt32}, 'UTC') AND window_start < toDateTime({end_window:UInt32}, 'UTC')
+GROUP BY api_key_id
+HAVING requests > 0
+ORDER BY requests DESC, total_tokens DESC, total_cost DESC, api_key_id
+LIMIT {limit:UInt32}"""
+
+
+@dataclass(frozen=True)
+class SpikeAlert:
+    """One usage-spike alert (docs/alerts.md): what fired (``model``, "*" for the key's total over its models,
+    and ``metric``: tokens, requests or cost), when (``opened_at``; ``resolved_at`` None while open) and why
+    (``rule``, ``reason``). ``value`` is the last observed usage of the last 60 minutes, ``peak`` the highest
+    while open, ``threshold`` and ``baseline`` what it was compared with: all per hour, in the metric's unit
+    (tokens, requests or USD; estimates, not ledger amounts)."""
+
+    model: str
+    metric: str
+    status: str  # "firing" or "resolved"
+    severity: str
+    rule: str  # "baseline", "new_key" or "static"
+    reason: str
+    opened_at: datetime  # UTC
+    resolved_at: datetime | None
+    updated_at: datetime
+    value: float
+    peak: float
+    threshold: float
+    baseline: float
+
+    @classmethod
+    def of(cls, record: AlertRecord) -> "SpikeAlert":
+        """From the alert runner's record (what channels were told is left out)."""
+        return cls(record.key.model, record.key.metric, record.status, record.severity, record.rule, record.reason,
+                   record.opened_at, record.resolved_at, record.updated_at, record.value, record.peak,
+                   record.threshold, record.baseline)
+
+
+@dataclass(frozen=True)
+class KeyAlerts:
+    request: UsageRequest
+    alerts: tuple[SpikeAlert, ...]

@@ -391,3 +391,24 @@ def local_hours(zone: ZoneInfo, first: int, end: int) -> list[tuple[int, int]]:
             hours.append((key, key))
     inside = [i for i, (_, start) in enumerate(hours) if start <= first]
     return hours[inside[-1] if inside else 0:]
+
+
+def previous_period(request: UsageRequest) -> UsageRequest | None:
+    """The period just before ``request``: the same local (wall-clock) length in the same zone, ending at its
+    ``from``. A range of whole local days gives the same number of calendar days before it, whatever their real
+    length (a Berlin week ending on 2026-11-01 has 169 hours, the week before it 168), and a 24-hour range that
+    ends after a DST change is 23 or 25 wall-clock hours long, so its previous period is too.
+
+    The start is ``from``'s wall-clock time minus the length, read as zoneinfo reads a local time with
+    ``fold=0``: a time repeated by a DST change is its first occurrence, a time skipped by one is read with the
+    offset before the change (an instant just after the gap). Same scope, id, zone and granularity; None when
+    the start would lie before 1970-01-01T00:00:00Z (ClickHouse holds nothing earlier)."""
+    zone = request.zone
+    length = _wall_clock(request.end, zone) - _wall_clock(request.start, zone)
+    # Through UTC and back: a skipped wall time becomes the real local time of that instant.
+    start = (_wall_clock(request.start, zone) - length).replace(tzinfo=zone).astimezone(timezone.utc)
+    if start < FIRST_INSTANT:
+        return None
+    start = start.astimezone(zone)
+    return UsageRequest(request.scope, request.scope_id, start, request.start, request.tz, request.granularity)
+

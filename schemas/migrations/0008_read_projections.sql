@@ -30,7 +30,7 @@ ALTER TABLE rollups ADD PROJECTION IF NOT EXISTS usage_org_15m
     SELECT kind, org_id, project_id, hour, quarter, model, provider,
            sum(requests), sum(error_requests), sum(unpriced_requests), sum(input_tokens), sum(output_tokens),
            sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(input_cost), sum(output_cost),
-           sum(total_cost), sum(gateway_cost), sum(gateway_cost_requests)
+           sum(total_cost), sum(gateway_cost), sum(gateway_cost_requests), sumMap(units), sumMap(unit_costs)
     GROUP BY kind, org_id, project_id, hour, quarter, model, provider
 );
 
@@ -40,7 +40,7 @@ ALTER TABLE rollups ADD PROJECTION IF NOT EXISTS usage_all_15m
     SELECT kind, hour, quarter,
            sum(requests), sum(error_requests), sum(unpriced_requests), sum(input_tokens), sum(output_tokens),
            sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(input_cost), sum(output_cost),
-           sum(total_cost), sum(gateway_cost), sum(gateway_cost_requests)
+           sum(total_cost), sum(gateway_cost), sum(gateway_cost_requests), sumMap(units), sumMap(unit_costs)
     GROUP BY kind, hour, quarter
 );
 
@@ -51,7 +51,7 @@ ALTER TABLE rollups ADD PROJECTION IF NOT EXISTS usage_all_models_15m
     SELECT kind, hour, quarter, model, provider,
            sum(requests), sum(error_requests), sum(unpriced_requests), sum(input_tokens), sum(output_tokens),
            sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(input_cost), sum(output_cost),
-           sum(total_cost), sum(gateway_cost), sum(gateway_cost_requests)
+           sum(total_cost), sum(gateway_cost), sum(gateway_cost_requests), sumMap(units), sumMap(unit_costs)
     GROUP BY kind, hour, quarter, model, provider
 );
 
@@ -60,7 +60,7 @@ ALTER TABLE rollups ADD PROJECTION IF NOT EXISTS usage_all_models_day
     SELECT kind, toStartOfDay(hour), model, provider,
            sum(requests), sum(error_requests), sum(unpriced_requests), sum(input_tokens), sum(output_tokens),
            sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(input_cost), sum(output_cost),
-           sum(total_cost), sum(gateway_cost), sum(gateway_cost_requests)
+           sum(total_cost), sum(gateway_cost), sum(gateway_cost_requests), sumMap(units), sumMap(unit_costs)
     GROUP BY kind, toStartOfDay(hour), model, provider
 );
 

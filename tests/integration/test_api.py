@@ -49,6 +49,11 @@ def scoped(scope: str, scope_id: str) -> dict:
     return {"scope": scope, "id": scope_id}
 
 
+def every_key(start: str, end: str, tz: str = "UTC"):
+    """The request the unpriced list answers: a range over every key."""
+    return parse_request("key", "*", start, end, tz)
+
+
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
@@ -109,8 +114,12 @@ async def test_openapi_describes_every_route_and_its_responses_validate(api):
             continue
         schema = {"$ref": f"#/components/schemas/{route.response.__name__}", "components": document["components"]}
         jsonschema.Draft202012Validator.check_schema(schema)
-        params = {**scoped("key", "key-a"), **RANGE} if route.is_range else {}
-        body = await (await get(api, route.name, **params)).json()
+        # a valid value of each required parameter the route declares (and the range's zone)
+        sample = {**scoped("key", "key-a"), "key": "key-a", **RANGE}
+        params = {p.name: sample[p.name] for p in route.params if p.required or p.name == "tz"}
+        response = await get(api, route.name, **params)
+        assert response.status == 200, (route.name, await response.text())
+        body = await response.json()
         jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
 
 
@@ -217,6 +226,27 @@ def run_cli(monkeypatch, url: str, *argv: str) -> int:
     return cli.main(list(argv))
 
 
+async def test_unpriced_models_are_listed_for_the_admin_only(api, store):  # noqa: F811
+    response = await get(api, "unpriced", **{"from": "2026-10-20", "to": "2026-11-10"})
+    assert response.status == 200
+    assert await response.json() == jsonable(store.queries.unpriced(every_key("2026-10-20", "2026-11-10")))
+    assert (await response.json())["models"][0]["model"] == "my-private-model"
+    key_token = issue_key_token(SECRET, "key-a")
+    assert (await get(api, "unpriced", key_token, **{"from": "2026-10-20", "to": "2026-11-10"})).status == 403
+    missing = await get(api, "unpriced", **{"from": "2026-10-20"})
+    assert missing.status == 400 and (await missing.json())["error"] == "missing 'to'"
+
+
+def test_cli_prices_unpriced_lists_what_to_alias_or_price(store, monkeypatch, capsys):  # noqa: F811
+    assert run_cli(monkeypatch, store.url, "prices", "unpriced", "--from", "2026-10-20", "--to", "2026-11-10") == 0
+    captured = capsys.readouterr()
+    [model] = store.queries.unpriced(every_key("2026-10-20", "2026-11-10")).models
+    assert "my-private-model" in captured.out and f"{model.requests:,}" in captured.out
+    assert "docs/pricing.md" in captured.err
+    assert run_cli(monkeypatch, store.url, "prices", "unpriced", "--from", "2025-01-01", "--to", "2025-02-01") == 0
+    assert "every model was priced" in capsys.readouterr().out
+
+
 def test_cli_usage_prints_summary_models_and_series(store, monkeypatch, capsys):  # noqa: F811
     code = run_cli(monkeypatch, store.url, "usage", "--key", "key-a", "--from", "2026-10-24", "--to", "2026-10-27",
                    "--tz", "Europe/Berlin")
@@ -301,6 +331,9 @@ async def test_cli_asks_the_running_worker_when_the_store_is_held(api, store, mo
     expected = io.StringIO(newline="")
     write_csv(store.queries, request, expected)
     assert out.read_bytes().decode() == expected.getvalue()
+    assert await asyncio.to_thread(run_cli, monkeypatch, store.url, "prices", "unpriced", "--json",
+                                   "--from", "2026-10-20", "--to", "2026-11-10") == 0
+    assert json.loads(capsys.readouterr().out) == jsonable(store.queries.unpriced(every_key("2026-10-20", "2026-11-10")))
     monkeypatch.setenv("METERLINE_API_URL", f"http://127.0.0.1:{free_port()}")
     assert await asyncio.to_thread(run_cli, monkeypatch, store.url, "usage", *args) == 1
     assert "held by another process" in capsys.readouterr().err
@@ -433,3 +466,33 @@ async def test_unknown_routes_and_methods_under_the_api_answer_json(api):
     response = await api.post("/api/v1/summary", headers=bearer(ADMIN))
     assert response.status == 405 and (await response.json())["error"] == "method not allowed"
     assert "GET" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize(("params", "error"), [
+    ({"from": "garbage", "to": "2026-11-10"}, "bad 'from'"),
+    ({"from": "2026-11-10", "to": "2026-10-20"}, "empty range"),
+    ({"from": "2026-10-20", "to": "2026-11-10", "tz": "Mars/Nowhere"}, "unknown time zone"),
+])
+async def test_unpriced_answers_bad_input_with_a_clear_error(api, params, error):
+    response = await get(api, "unpriced", **params)
+    assert response.status == 400 and (await response.json())["error"] == error
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["unpriced", "--from", "garbage", "--to", "2026-11-10"], "meterline: bad 'from': 'garbage' is not a date"),
+    (["unpriced", "--from", "2026-11-10", "--to", "2026-10-20"], "meterline: empty range: 'from'"),
+    (["unpriced", "--from", "2026-10-20", "--to", "2026-11-10", "--tz", "Mars/Nowhere"],
+     "meterline: unknown time zone: 'Mars/Nowhere'"),
+    (["show", "gpt-4o", "--at", "yesterday noon"], "meterline: bad '--at': 'yesterday noon' is not a date"),
+])
+def test_cli_prices_answers_bad_input_with_one_clear_line(store, monkeypatch, capsys, argv, message):  # noqa: F811
+    assert run_cli(monkeypatch, store.url, "prices", *argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("tokens", ["-5", "many"])
+def test_cli_prices_show_refuses_a_token_count_that_is_not_one(monkeypatch, capsys, tokens):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["prices", "show", "gpt-4o", "--input-tokens", tokens])
+    assert exit_.value.code == 2 and "--input-tokens" in capsys.readouterr().err

@@ -126,8 +126,8 @@ def test_the_api_keeps_the_promises_of_its_openapi_document(case, api_url):
 # ---- the rules across parameters, as the document states them, read independently of pipeline/usage/ranges.py
 
 EPOCH, END = 0, 4_291_747_200 * 10**9  # 1970-01-01 .. 2106-01-01 UTC, in ns
+WINDOW_NS = 900 * 10**9  # usage is stored per 15-minute window of UTC
 HOUR_NS = 3600 * 10**9
-WINDOW_NS = 900 * 10**9
 EARLIEST = {"day": date(1970, 1, 1), "week": date(1970, 1, 5), "month": date(1970, 1, 1)}
 
 
@@ -146,14 +146,16 @@ def _ns(text: str, zone: ZoneInfo) -> int:
 def _facts(query: dict) -> dict:
     zone = ZoneInfo(query.get("tz", "UTC"))
     start, end = _ns(query["from"], zone), _ns(query["to"], zone)
-    first_hour, end_hour = -(-start // HOUR_NS) * HOUR_NS, -(-end // HOUR_NS) * HOUR_NS  # ceil to the hour
+    # the windows starting in [start, end): from the first window start at or after each bound
+    first_window, end_window = -(-start // WINDOW_NS) * WINDOW_NS, -(-end // WINDOW_NS) * WINDOW_NS
     local = lambda ns: datetime.fromtimestamp(ns // 10**9, UTC).astimezone(zone).replace(tzinfo=None)  # noqa: E731
     span = local(end) - local(start)
     granularity = query.get("granularity", "auto")
     if granularity == "auto":
-        granularity = ("hour" if span <= timedelta(days=2) else "day" if span <= timedelta(days=92)
-                       else "week" if span <= timedelta(days=366) else "month")
-    return {"start": start, "end": end, "first_hour": first_hour, "end_hour": end_hour, "span": span,
+        granularity = ("quarter_hour" if span <= timedelta(hours=6) else "hour" if span <= timedelta(days=2)
+                       else "day" if span <= timedelta(days=92) else "week" if span <= timedelta(days=366)
+                       else "month")
+    return {"start": start, "end": end, "first_window": first_window, "end_window": end_window, "span": span,
             "granularity": granularity, "local": local}
 
 
@@ -161,23 +163,39 @@ def _out_of_range(query: dict) -> bool:
     f = _facts(query)
     if not (EPOCH <= f["start"] <= END and EPOCH <= f["end"] <= END):
         return True
-    if f["start"] >= f["end"] or f["first_hour"] >= f["end_hour"]:
+    if f["start"] >= f["end"] or f["first_window"] >= f["end_window"]:
         return False
     return f["granularity"] in EARLIEST and _first_day(f) < EARLIEST[f["granularity"]]
 
 
 def _first_day(f: dict) -> date:
-    day = f["local"](f["first_hour"]).date()
+    day = f["local"](f["first_window"]).date()
     return {"week": day - timedelta(days=day.weekday()), "month": day.replace(day=1)}.get(f["granularity"], day)
+
+
+def _local_hours(f: dict) -> int:
+    """Local hours holding a window of the range (one per UTC hour, except across a 30-minute DST shift)."""
+    hours = (f["end_window"] - f["first_window"]) // HOUR_NS + 1
+    if hours > 20_000:  # beyond the limit whatever the zone does
+        return hours
+    # each window belongs to the local hour starting its local minutes earlier
+    return len({ns // 10**9 - f["local"](ns).minute * 60 for ns in range(f["first_window"], f["end_window"],
+                                                                          WINDOW_NS)})
 
 
 def _too_many_buckets(query: dict) -> bool:
     f = _facts(query)
-    first, last = f["local"](f["first_hour"]).date(), f["local"](f["end_hour"] - HOUR_NS).date()
-    count = {"hour": (f["end_hour"] - f["first_hour"]) // HOUR_NS,
-             "day": (last - first).days + 1,
-             "week": (last - timedelta(days=last.weekday()) - (first - timedelta(days=first.weekday()))).days // 7 + 1,
-             "month": (last.year - first.year) * 12 + last.month - first.month + 1}[f["granularity"]]
+    first, last = f["local"](f["first_window"]).date(), f["local"](f["end_window"] - WINDOW_NS).date()
+    granularity = f["granularity"]
+    if granularity == "quarter_hour":
+        count = (f["end_window"] - f["first_window"]) // WINDOW_NS
+    elif granularity == "hour":
+        count = _local_hours(f)
+    else:
+        count = {"day": (last - first).days + 1,
+                 "week": (last - timedelta(days=last.weekday()) - (first - timedelta(days=first.weekday()))).days // 7
+                 + 1,
+                 "month": (last.year - first.year) * 12 + last.month - first.month + 1}[granularity]
     return count > 10_000
 
 
@@ -186,7 +204,7 @@ RULES = {
     "unexpected 'id'": lambda q: q.get("scope") == "all" and bool(q.get("id")),
     "empty range": lambda q: _facts(q)["start"] >= _facts(q)["end"],
     "range too long": lambda q: _facts(q)["span"] > timedelta(days=MAX_RANGE_DAYS),
-    "range holds no window": lambda q: -(-_facts(q)["start"] // WINDOW_NS) >= -(-_facts(q)["end"] // WINDOW_NS),
+    "range holds no window": lambda q: (f := _facts(q))["first_window"] >= f["end_window"],
     "out of supported range": _out_of_range,
     "too many buckets": _too_many_buckets,
 }

@@ -65,7 +65,7 @@ def budget_store(chdb_dir):
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(budget_store) -> AsyncIterator[str]:
     reader = ClickHouse(connect(budget_store))
-    app = create_api_app(UsageQueries(reader.client), reader.run, SETTINGS)
+    app = create_api_app(UsageQueries(reader.client), reader.run, SETTINGS, clock=lambda: NOW)
     add_budget_routes(app, BudgetService.over(reader.client, 7), reader.run, SETTINGS, clock=lambda: NOW)
     add_usage_page(app)
     runner = web.AppRunner(app, access_log=None)

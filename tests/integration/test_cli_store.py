@@ -67,7 +67,8 @@ class FakeWorkerApi(BaseHTTPRequestHandler):
         request = {"scope": "key", "scope_id": "key_globex_chat", "start": "2026-03-01T00:00:00+00:00",
                    "end": "2026-03-02T00:00:00+00:00", "tz": "UTC", "granularity": "day"}
         status = {"has_usage": False, "state": "unknown", "message": "unknown key: never used"}
-        bodies = {"summary": {"request": request, "status": status}, "models": {"models": []},
+        freshness = {"counted_through": None, "lateness_bound_s": 604800}  # pipeline.usage.query.Freshness
+        bodies = {"summary": {"request": request, "status": status, "freshness": freshness}, "models": {"models": []},
                   "series": {"buckets": []}}
         if route == "export.csv":
             body, kind = b"bucket_start,api_key_id\r\n2026-03-01T00:00:00+00:00,key_globex_chat\r\n", "text/csv"
@@ -97,6 +98,7 @@ def test_cli_asks_the_running_worker_with_the_demos_admin_token_and_no_raw_lock_
         server.shutdown()
     assert usage.returncode == 0, usage.stderr
     assert "unknown key: never used" in usage.stdout
+    assert "nothing counted yet; events may arrive up to 7 d late" in usage.stdout
     assert usage.stderr.strip() == ("meterline: the embedded store is in use by another process (a running worker or "
                                     "`meterline demo`); asking the running worker's HTTP API at "
                                     f"http://127.0.0.1:{port}")

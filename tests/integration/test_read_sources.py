@@ -41,6 +41,7 @@ ZONES = ["UTC", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lo
          "America/New_York", "Pacific/Chatham"]
 MEASURES = ("requests", "error_requests", "unpriced_requests", "input_tokens", "output_tokens", "cache_read_tokens",
             "cache_write_tokens", "reasoning_tokens", "input_cost", "output_cost", "total_cost")
+MAPS = ("units", "unit_costs")  # per-unit Maps, summed key by key (non-zero entries compared)
 SCOPE_COLUMN = {"key": 0, "org": 1, "project": 2}
 
 
@@ -59,6 +60,10 @@ def make_events(n: int, seed: int) -> list[dict]:
                        "timestamp": int(ts.timestamp() * 1000), "input_tokens": input_tokens,
                        "output_tokens": output_tokens, "cache_read_tokens": rng.randint(0, input_tokens // 3),
                        "reasoning_tokens": rng.randint(0, output_tokens), "status": rng.choice(["ok"] * 5 + ["error"])})
+        if model == "claude-sonnet-4-5":  # units beyond the token columns, priced apart (1 h cache writes, searches)
+            events[-1]["cache_write_tokens"] = rng.randint(0, input_tokens // 3)
+            events[-1]["usage"] = {"cache_write_1h_tokens": rng.randint(0, events[-1]["cache_write_tokens"]),
+                                   "web_searches": rng.randint(0, 3)}
     return events
 
 
@@ -66,13 +71,14 @@ def make_events(n: int, seed: int) -> list[dict]:
 class Store:
     client: object
     queries: UsageQueries
-    rows: list[tuple]  # the finest grain: (key, org, project, model, provider, window epoch, price_version, *MEASURES)
+    rows: list[tuple]  # the finest grain: (key, org, project, model, provider, window epoch, price_version, *MEASURES,
+    #                    *MAPS)
 
 
 def finest_grain(client) -> list[tuple]:
     return client.query(
         "SELECT api_key_id, org_id, project_id, model, provider, toUnixTimestamp(hour) + 900 * quarter, "
-        f"price_version, {', '.join(MEASURES)} FROM rollups WHERE kind = 'usage' "
+        f"price_version, {', '.join(MEASURES + MAPS)} FROM rollups WHERE kind = 'usage' "
         "SETTINGS optimize_use_projections = 0").result_rows
 
 
@@ -119,14 +125,22 @@ def chosen(store: Store, request) -> list[tuple]:
 def add(total: dict, row: tuple) -> None:
     for i, name in enumerate(MEASURES):
         total[name] = total.get(name, 0) + row[7 + i]
+    for i, name in enumerate(MAPS):
+        summed = total.setdefault(name, {})
+        for unit, value in row[7 + len(MEASURES) + i].items():
+            summed[unit] = summed.get(unit, 0) + value
 
 
 def totals_of(totals) -> dict:
-    return {name: getattr(totals, name) for name in MEASURES}
+    return {name: getattr(totals, name) for name in MEASURES + MAPS}
 
 
 def zero() -> dict:
-    return {name: 0 for name in MEASURES}
+    return {**{name: 0 for name in MEASURES}, **{name: {} for name in MAPS}}
+
+
+def non_zero_maps(total: dict) -> dict:
+    return {**total, **{name: {u: v for u, v in sorted(total[name].items()) if v} for name in MAPS}}
 
 
 def expected_series(rows, request) -> dict:
@@ -144,14 +158,14 @@ def check_every_answer(store: Store, request) -> None:
     total = zero()
     for row in rows:
         add(total, row)
-    assert totals_of(summary.totals) == total
+    assert totals_of(summary.totals) == non_zero_maps(total)
     assert summary.status.has_usage == bool(total["requests"])
 
     for order in ("cost", "requests"):
         models = defaultdict(zero)
         for row in rows:
             add(models[(row[3], row[4])], row)
-        models = {m: t for m, t in models.items() if any(t.values())}
+        models = {m: non_zero_maps(t) for m, t in models.items() if any(t.values())}
         got = queries.models(request, order)
         assert {(m.model, m.provider): totals_of(m.totals) for m in got.models} == models
         assert got.total_requests == total["requests"]
@@ -186,7 +200,12 @@ def check_every_answer(store: Store, request) -> None:
     for line in lines:
         key = next(k for k, start in starts.items() if start.isoformat() == line["bucket_start"])
         sums, versions = cells[(key, line["api_key_id"], line["model"], line["provider"])]
-        assert {n: (Decimal(line[n]) if "cost" in n else int(line[n])) for n in MEASURES} == sums
+        assert {n: (Decimal(line[n]) if "cost" in n else int(line[n])) for n in MEASURES} == {
+            n: sums[n] for n in MEASURES}
+        for name in MAPS:
+            pairs = dict(pair.split("=") for pair in line[name].split(";") if pair)
+            number = Decimal if name == "unit_costs" else int
+            assert {u: number(v) for u, v in pairs.items()} == non_zero_maps(sums)[name]
         assert line["price_version"] == ";".join(sorted(versions))
 
 
@@ -216,7 +235,9 @@ def test_every_answer_equals_the_finest_grain(store, scope, a, b, tz, granularit
 @pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata", "Australia/Lord_Howe"])
 def test_the_whole_store_in_every_scope(store, scope, scope_id, tz):
     """Ranges off the hour at both ends, over whole days and a DST change, at the automatic granularity."""
-    check_every_answer(store, parse_request(scope, scope_id, "2026-09-19T22:45:00Z", "2026-11-10T03:30:00+05:30", tz))
+    request = parse_request(scope, scope_id, "2026-09-19T22:45:00Z", "2026-11-10T03:30:00+05:30", tz)
+    check_every_answer(store, request)
+    assert store.queries.summary(request).totals.unit_costs  # the per-unit maps are compared, and not empty
 
 
 # ---- where it is read from ---------------------------------------------------------------------------------

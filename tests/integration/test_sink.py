@@ -7,18 +7,21 @@ import json
 import random
 from collections import defaultdict
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pytest
 from genai_prices import Usage, calc_price
 
 from pipeline.contract import ContractDecoder
+from pipeline.measures import Counts, Dimensions
 from pipeline.metering.dedup import SeenRequests
 from pipeline.metering.failpoints import Failpoints
 from pipeline.migrations import Migrator, discover
-from pipeline.metering.pricing import PriceBook
-from pipeline.metering.rollup import RawMessage, RequestKey, RollupBuilder, TimeBounds
+from pipeline.metering.pricing import Cost, PriceBook
+from pipeline.metering.rollup import DUPLICATE, Outcome, RawMessage, RequestKey, Rollup, RollupBuilder, TimeBounds
 from pipeline.metering.sink import NO_PROGRESS, FencedError, FlushRange, RollupWriter
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.ranges import parse_request
 
 pytestmark = pytest.mark.clickhouse
 
@@ -292,3 +295,87 @@ def test_usage_hourly_reads_use_the_primary_key(clickhouse):
         "EXPLAIN indexes = 1 SELECT sum(requests) FROM usage_hourly WHERE api_key_id = 'key-1' "
         "AND hour >= toDateTime('2026-11-24 00:00:00')").result_rows)
     assert "PrimaryKey" in plan and "api_key_id" in plan
+
+
+def test_per_unit_maps_sum_key_by_key_across_flushes_and_merges(clickhouse):
+    """units and unit_costs are SimpleAggregateFunction(sumMap, Map(...)): two flushes of the same group, merged
+    by the AggregatingMergeTree, hold each unit's sum; the view's sumMap agrees before and after the merge."""
+    base = {"api_key_id": "key-maps", "model": "claude-sonnet-4-5", "provider": "anthropic", "timestamp": NOW_MS,
+            "input_tokens": 1000, "output_tokens": 10, "cache_write_tokens": 600}
+    first = [{**base, "request_id": "m1", "usage": {"cache_write_1h_tokens": 400, "web_searches": 1}},
+             {**base, "request_id": "m2"}]
+    second = [{**base, "request_id": "m3", "usage": {"cache_write_1h_tokens": 100, "cache_write_5m_tokens": 500}}]
+    writer = new_writer(clickhouse)
+    assert write(writer, first)[0] and write(writer, second, first_offset=2, expected=1)[0]
+    sql = ("SELECT sumMap(units), sumMap(unit_costs), sum(total_cost), count() FROM rollups "
+           "WHERE kind = 'usage' AND api_key_id = 'key-maps'")
+    view = ("SELECT sumMap(units), sumMap(unit_costs), sum(total_cost) FROM usage_hourly "
+            "WHERE api_key_id = 'key-maps'")
+    units, costs, total, parts = clickhouse.query(sql).result_rows[0]
+    assert parts == 2 and units == {"cache_write_1h_tokens": 500, "cache_write_5m_tokens": 500, "web_searches": 1}
+    # $3/M input (3 x 400 uncached), $3.75/M writes that are not 1-hour ones (1800 - 500), $6/M 1-hour writes
+    # (500), $15/M output (30), $10 per 1,000 searches (1)
+    assert costs == {"input_tokens": Decimal("0.0036"), "cache_write_tokens": Decimal("0.004875"),
+                     "cache_write_1h_tokens": Decimal("0.003"), "output_tokens": Decimal("0.00045"),
+                     "web_searches": Decimal("0.01")}
+    assert sum(costs.values()) == total
+    before = clickhouse.query(view).result_rows
+    clickhouse.command("OPTIMIZE TABLE rollups FINAL")
+    assert clickhouse.query(sql).result_rows[0] == (units, costs, total, 1)  # merged into one row, sums kept
+    assert clickhouse.query(view).result_rows == before
+
+
+def test_a_duplicate_taken_back_out_leaves_no_unit_behind(clickhouse):
+    """A retried event with a ``usage`` object, confirmed as a duplicate by ClickHouse, is taken back out of its
+    group: the second flush stores a zero for its unit, and readers show only the first flush's units and costs."""
+    base = {"api_key_id": "key-dup", "model": "claude-sonnet-4-5", "provider": "anthropic", "timestamp": NOW_MS,
+            "input_tokens": 100, "output_tokens": 10}
+    first = {**base, "request_id": "d1", "usage": {"web_searches": 2}}
+    writer = new_writer(clickhouse)
+    write(writer, [first])
+    messages, draft = flush_of([first, {**base, "request_id": "d2"}], first_offset=1,
+                               seen=writer.load_seen(0, 0, 0))
+    rollup = draft.finish(writer.confirm_seen(0, 0, draft.maybe_seen))
+    assert rollup.outcomes[Outcome(DUPLICATE)] == 1
+    flush = FlushRange(0, 1, messages[-1].offset, 0)
+    encoded = writer.encode(flush, rollup)
+    writer.write_request_ids(encoded)
+    assert writer.commit(flush, encoded)
+    stored_maps = clickhouse.query("SELECT units FROM rollups WHERE kind = 'usage' AND api_key_id = 'key-dup' "
+                                   "ORDER BY requests").result_rows
+    assert stored_maps == [({"web_searches": 0},), ({"web_searches": 2},)]  # the zero is stored...
+    totals = UsageQueries(clickhouse).summary(parse_request("key", "key-dup", "2026-11-25", "2026-11-26")).totals
+    assert totals.requests == 2 and totals.units == {"web_searches": 2}  # ...and never shown
+    # $3/M input, $15/M output (two requests), $10 per 1,000 searches (the first request's two only)
+    assert totals.unit_costs == {"input_tokens": Decimal("0.0006"), "output_tokens": Decimal("0.0003"),
+                                 "web_searches": Decimal("0.02")}
+    assert sum(totals.unit_costs.values()) == totals.total_cost
+
+
+def test_per_unit_costs_travel_as_integer_units_and_land_exactly(clickhouse):
+    """The writer sends each unit's cost as an Int128 count of 1e-24 USD in the EPHEMERAL ``unit_cost_units``
+    map; ClickHouse turns it into ``unit_costs`` Decimal(38, 24) bit for bit: entries summing to the largest
+    Decimal(38, 24), a negative entry, and entries that sum to zero across flushes (never shown to readers)."""
+    largest = 10**38 - 1
+    group = Dimensions("key-exact", "", "", "claude-sonnet-4-5", "anthropic", NOW_MS // 900_000, "v")
+    writer = new_writer(clickhouse)
+    by_flush = [{"cache_write_1h_tokens": largest - 10**30 - 8, "web_searches": 12345678901234567890123,
+                 "input_tokens": 7},
+                {"cache_write_1h_tokens": 10**30, "web_searches": -12345678901234567890123, "output_tokens": 1}]
+    for n, by_unit in enumerate(by_flush):
+        counts = Counts()
+        counts.requests = 1
+        counts.units = [{"web_searches": 0}, {"input_audio_tokens": 5}][n]  # a zero as a take-back leaves
+        rollup = Rollup(groups={group: counts}, costs={group: Cost(sum(by_unit.values()), 0, by_unit)})
+        flush = FlushRange(0, n, n, n - 1)
+        assert writer.commit(flush, writer.encode(flush, rollup))
+    rows = clickhouse.query("SELECT unit_costs FROM rollups WHERE kind = 'usage' AND api_key_id = 'key-exact' "
+                            "ORDER BY requests, toString(unit_costs)").result_rows
+    assert sorted((row[0] for row in rows), key=str) == sorted(
+        ({name: Decimal(value).scaleb(-24, Context(prec=80)) for name, value in by_unit.items()}
+         for by_unit in by_flush), key=str)
+    totals = UsageQueries(clickhouse).summary(parse_request("key", "key-exact", "2026-11-25", "2026-11-26")).totals
+    assert totals.units == {"input_audio_tokens": 5}
+    assert totals.unit_costs == {"cache_write_1h_tokens": Decimal(f"{largest - 8}e-24"),
+                                 "input_tokens": Decimal("7e-24"), "output_tokens": Decimal("1e-24")}
+    assert totals.total_cost == Decimal(f"{largest}e-24")  # the largest total a row can hold

@@ -56,7 +56,7 @@ STATS = ("total_tokens", "input_tokens", "output_tokens", "requests")
 async def site(store) -> AsyncIterator[str]:  # noqa: F811
     """The API and the page, as the worker and `meterline api` mount them, on a free local port."""
     reader = ClickHouse(connect(store.url))
-    app = create_api_app(UsageQueries(reader.client), reader.run, SETTINGS)
+    app = create_api_app(UsageQueries(reader.client), reader.run, SETTINGS, clock=lambda: NOW)
     add_usage_page(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -201,10 +201,11 @@ async def assert_page_shows(page: Page, site: str, store, key: str, range_: tupl
     buckets = store.queries.series(request).buckets
     charts = await shown_charts(page)
     assert {name: (c["buckets"], c["labels"]) for name, c in charts.items()} == {
-        name: (len(buckets), len(buckets)) for name in ("total-tokens", "input-output", "requests")}
+        name: (len(buckets), len(buckets)) for name in ("total-tokens", "input-output", "requests", "cost")}
     assert charts["total-tokens"]["data"] == [[b.total_tokens for b in buckets]]
     assert charts["input-output"]["data"] == [[b.input_tokens for b in buckets], [b.output_tokens for b in buckets]]
     assert charts["requests"]["data"] == [[b.requests for b in buckets]]
+    assert charts["cost"]["data"] == [[float(b.total_cost) for b in buckets]]
 
     freshness = store.queries.freshness()
     shown = await page.locator("#freshness").text_content()
@@ -215,9 +216,14 @@ async def assert_page_shows(page: Page, site: str, store, key: str, range_: tupl
 
     models = store.queries.models(request).models
     rows = await page.locator("#models-body tr").evaluate_all(
-        "rows => rows.map(r => [...r.children].map(c => c.textContent))")
+        "rows => rows.map(r => [r.children[0].firstChild.textContent, ...[...r.children].slice(1).map(c => "
+        "c.textContent), [...r.querySelectorAll('.units span')].map(s => [s.dataset.unit, s.textContent])])")
     assert [(r[0], r[1], r[5]) for r in rows] == [(m.model, m.provider or "unknown", f"{m.totals.requests:,}")
                                                   for m in models]
+    # under each name: the non-zero units beyond the token columns, named as the API names them
+    assert any(m.totals.units for m in models)
+    for row, m in zip(rows, models):
+        assert row[-1] == [[name, f"{name.replace('_', ' ')} {count:,}"] for name, count in m.totals.units.items()]
 
 
 async def test_admin_sees_the_numbers_charts_and_models_of_each_range(open_page, site, store):  # noqa: F811
@@ -226,7 +232,7 @@ async def test_admin_sees_the_numbers_charts_and_models_of_each_range(open_page,
     assert await page.evaluate("sessionStorage.getItem('meterline.token')") == ADMIN
     assert await page.locator("#key option").all_text_contents() == ["key-a", "key-b", "key-c"]
     assert await page.locator("#tz").input_value() == TZ  # the browser's zone by default
-    await assert_page_shows(page, site, store, "key-a", RANGES["7d"])  # the first key, last 7 days
+    await assert_page_shows(page, site, store, "key-a", RANGES["7d"])  # the busiest key, last 7 days
     await page.screenshot(path=artifact("usage-desktop.png"), full_page=True)
 
     await page.get_by_role("radio", name="30 d").click()
@@ -290,7 +296,8 @@ async def test_an_empty_range_and_an_unknown_key_say_no_model_usage_data(open_pa
     assert "No model usage data" in await empty.inner_text()
     assert "no requests in this period: key 'key-a'" in await empty.inner_text()
     assert await page.locator("#models-table").is_hidden()
-    assert [text for text, _ in (await shown_stats(page)).values()] == ["0", "0", "0", "0", "$0.00"]
+    assert [text for text, _ in (await shown_stats(page)).values()] == [
+        "0", "0", "0", "0", "$0.00", "–", "–", "0", "0", "0"]  # no requests, no input: no ratios
     assert {c["buckets"] for c in (await shown_charts(page)).values()} == {7}  # zero buckets, no holes
     await page.screenshot(path=artifact("usage-desktop-empty.png"), full_page=True)
 
@@ -314,7 +321,7 @@ async def test_a_key_token_sees_its_own_key_only(open_page, site, store):  # noq
     page = await open_page("/usage?key=key-a", token=token)
     assert await page.evaluate("document.body.dataset.state") == "error"
     alert = await page.get_by_role("alert").inner_text()
-    assert "may not read key 'key-a' (403" in alert and "reads only its own key" in alert
+    assert "may not read key 'key-a' (this token reads only key 'key-b')" in alert and "reads only its own" in alert
     assert await page.locator("#results").is_hidden()  # nothing stale is left on show
     await page.get_by_role("button", name="Show my own key").click()
     await wait_for_range(page, "key-b", *RANGES["7d"])

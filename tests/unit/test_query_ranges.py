@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pipeline.usage.ranges import (MAX_BUCKETS, QueryError, bucket_key, bucket_start, next_bucket, parse_instant,
-                             parse_request)
+                             parse_request, previous_period)
 
 BERLIN, KOLKATA, KATHMANDU = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata"), ZoneInfo("Asia/Kathmandu")
 
@@ -323,3 +323,42 @@ def test_scope_all_takes_no_id_and_the_others_need_one():
     with pytest.raises(QueryError) as error:
         parse_request("org", None, "2026-11-01", "2026-11-02")
     assert error.value.error == "missing 'id'"
+
+
+# ---- the previous period: the same local length just before `from` -----------------------------------------
+
+def real_hours(start: datetime, end: datetime) -> float:
+    return (end.astimezone(UTC) - start.astimezone(UTC)) / timedelta(hours=1)
+
+
+@pytest.mark.parametrize("start,end,tz,previous,hours", [
+    # whole local days: the same number of calendar days, whatever their real length
+    ("2026-10-26", "2026-11-02", "Europe/Berlin", ("2026-10-19T00:00:00+02:00", "2026-10-26T00:00:00+01:00"), 169),
+    ("2026-10-19", "2026-10-26", "Europe/Berlin", ("2026-10-12T00:00:00+02:00", "2026-10-19T00:00:00+02:00"), 168),
+    ("2026-03-30", "2026-04-06", "Europe/Berlin", ("2026-03-23T00:00:00+01:00", "2026-03-30T00:00:00+02:00"), 167),
+    ("2026-11-01", "2026-12-01", "Europe/Berlin", ("2026-10-02T00:00:00+02:00", "2026-11-01T00:00:00+01:00"),
+     30 * 24 + 1),  # 30 local days, not "October"
+    # 24 real hours ending after the change are 23 wall-clock hours in Berlin: the previous period is 23 h too
+    ("2026-10-24T12:00:00Z", "2026-10-25T12:00:00Z", "Europe/Berlin",
+     ("2026-10-23T15:00:00+02:00", "2026-10-24T14:00:00+02:00"), 23),
+    ("2026-10-24T12:00:00Z", "2026-10-25T12:00:00Z", "UTC",
+     ("2026-10-23T12:00:00+00:00", "2026-10-24T12:00:00+00:00"), 24),
+    # a start at a wall time skipped by the spring change (02:30 on 2026-03-29) reads with the offset before it
+    ("2026-03-29T04:30:00+02:00", "2026-03-29T06:30:00+02:00", "Europe/Berlin",
+     ("2026-03-29T03:30:00+02:00", "2026-03-29T04:30:00+02:00"), 1),
+    # a start at a wall time that occurs twice (02:30 on 2026-10-25) is its first occurrence
+    ("2026-10-25T03:30:00+01:00", "2026-10-25T04:30:00+01:00", "Europe/Berlin",
+     ("2026-10-25T02:30:00+02:00", "2026-10-25T03:30:00+01:00"), 2),
+    ("1970-01-02", "1970-01-03", "UTC", ("1970-01-01T00:00:00+00:00", "1970-01-02T00:00:00+00:00"), 24),
+])
+def test_the_previous_period_has_the_same_local_length_and_ends_at_from(start, end, tz, previous, hours):
+    current = request(start, end, tz)
+    before = previous_period(current)
+    assert (before.start.isoformat(), before.end.isoformat()) == previous
+    assert before.end == current.start and real_hours(before.start, before.end) == hours
+    assert (before.scope, before.scope_id, before.tz, before.granularity) == ("key", "k", tz, current.granularity)
+
+
+def test_there_is_no_previous_period_before_1970():
+    assert previous_period(request("1970-01-01", "1970-01-03")) is None
+    assert previous_period(request("1970-01-01T12:00:00Z", "1970-01-02T12:00:00Z")) is None

@@ -12,6 +12,12 @@ const smallAmount = usd({ maximumSignificantDigits: 2 });
 const percent = new Intl.NumberFormat(undefined, {
   minimumFractionDigits: 1, maximumFractionDigits: 1, roundingMode: "halfEven",
 });
+const signedPercent = new Intl.NumberFormat(undefined, {
+  minimumFractionDigits: 1, maximumFractionDigits: 1, roundingMode: "halfEven", signDisplay: "exceptZero",
+});
+const compactUsd = usd({ notation: "compact", maximumSignificantDigits: 3 });
+const average = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1, roundingMode: "halfEven" });
+const ratio = new Intl.NumberFormat(undefined, { maximumFractionDigits: 3, roundingMode: "halfEven" });
 
 // Below a cent, two significant digits ($0.0012); below this, "< $0.000001" rather than a long tail.
 const SMALLEST_SHOWN = "0.000001";
@@ -24,6 +30,28 @@ export function formatInteger(value) {
 /** 1234567 -> "1.2M": chart axes only. */
 export function formatCompact(value) {
   return compact.format(value);
+}
+
+/** 1234.5 -> "$1.23K": chart axes only (a drawing scale, not an amount anyone reads as exact). */
+export function formatCompactUsd(value) {
+  return compactUsd.format(value);
+}
+
+/** Tokens per request "1234.57" (2 places) -> "1,234.6"; null (no requests) -> "–". */
+export function formatAverage(decimalText) {
+  return decimalText === null || decimalText === undefined ? "–" : average.format(decimalText);
+}
+
+/** An output/input ratio "0.1234" (4 places) -> "0.123"; null (no input tokens) -> "–". */
+export function formatRatio(decimalText) {
+  return decimalText === null || decimalText === undefined ? "–" : ratio.format(decimalText);
+}
+
+/** A relative change "-0.1234" (a fraction, 4 places) -> "-12.3%"; "0" -> "0.0%". */
+export function formatChange(decimalText) {
+  const negative = decimalText.startsWith("-");
+  const shifted = shiftPoint(decimalText.replace(/^-/, ""), 2);
+  return `${signedPercent.format(negative ? `-${shifted}` : shifted)}%`;
 }
 
 /** "12.345678901234567890123456" -> "$12.35"; "0.00123" -> "$0.0012"; "0" -> "$0.00". */

@@ -2,11 +2,13 @@
 // The view (key, range, zone) lives in the query string, so a reload or a shared link shows the same view;
 // the token never does (see auth.js).
 
+import { alertMarks, renderAlerts } from "./alerts.js";
 import { ApiError, getJson, getPublicJson } from "./api.js";
 import { currentToken, forgetToken, saveToken } from "./auth.js";
 import { renderBudgets } from "./budget.js";
 import { renderCharts } from "./charts.js";
 import { downloadCsv } from "./download.js";
+import { clearComparison, renderComparison, renderEfficiency, renderMonth } from "./insights.js";
 import { DEFAULT_PRESET, PRESETS, apiRange, browserZone, isDate, isZone, shownDays, zoneNames } from "./range.js";
 import { announce, renderCards, renderFreshness, renderModels, renderRangeNote, renderSeriesTable, showError }
   from "./view.js";
@@ -107,13 +109,29 @@ async function open(token) {
     const identity = await getJson(token, "whoami", {});
     state.admin = identity.admin;
     state.ownKey = identity.api_key_id;
-    if (state.admin) fillKeys(await getJson(token, "keys", { limit: KEY_LIST_LIMIT }));
-    else state.key ??= state.ownKey;
+    if (state.admin) {
+      // Keys and busiest-keys are the admin's routes: a key token never asks them (they would be 403s).
+      const [list, busiest] = await Promise.all([
+        getJson(token, "keys", { limit: KEY_LIST_LIMIT }),
+        state.key || zoneProblem(state.tz) ? null : busiestKey(token),
+      ]);
+      state.key ??= busiest ?? list.keys[0] ?? null;
+      fillKeys(list);
+    } else {
+      state.key ??= state.ownKey;
+    }
   } catch (error) {
     return fail(error);
   }
   showKeyChoice();
   await load();
+}
+
+/** The key with the most requests in the range in view (the admin's first view), or null if none has any. */
+async function busiestKey(token) {
+  const { from, to, tz } = requestParams();
+  const answer = await getJson(token, "busiest-keys", { from, to, tz, limit: 1 });
+  return answer.keys[0]?.api_key_id ?? null;
 }
 
 function showSignin(message = "") {
@@ -137,7 +155,6 @@ function showSection(name) {
 function fillKeys(list) {
   const select = $("#key");
   const keys = [...list.keys];
-  if (!state.key && !$("#key-filter").value) state.key = keys[0] ?? null;
   if (state.key && !keys.includes(state.key) && !$("#key-filter").value) keys.unshift(state.key);
   const options = keys.map((key) => new Option(key, key, false, key === state.key));
   if (list.truncated) {
@@ -188,7 +205,7 @@ async function load() {
   }
   syncControls();
   writeUrl();
-  const problem = zoneProblem(state.tz);
+  const problem = zoneProblem(state.tz) ?? keyProblem();
   if (problem) {
     state.loading?.abort();
     fail(problem);
@@ -203,15 +220,24 @@ async function load() {
   announce("Loading usage…");
   try {
     const ask = (route, extra = {}) => getJson(state.token, route, { ...params, ...extra }, controller.signal);
-    const [summary, models, series, budgets] = await Promise.all([
+    const [summary, models, series, budgets, comparison, month, alerts] = await Promise.all([
       ask("summary"), ask("models", { order: "cost" }), ask("series"), budgetsOf(state.token, params, controller.signal),
+      optional(ask("compare")),
+      optional(getJson(state.token, "month-to-date", { scope: "key", id: params.id, tz: params.tz }, controller.signal)),
+      optional(getJson(state.token, "alerts", { key: params.id, from: params.from, to: params.to, tz: params.tz },
+        controller.signal)),
     ]);
     renderBudgets(budgets);
+    renderMonth(month);
     renderCards(summary.totals);
+    if (comparison) renderComparison(comparison);
+    else clearComparison();
     renderRangeNote(summary.status);
     renderFreshness(summary.freshness, state.tz);
     renderModels(models);
-    renderCharts(series);
+    renderEfficiency(models);
+    renderCharts(series, alertMarks(alerts?.alerts ?? [], series.buckets));
+    renderAlerts(alerts, { key: params.id, tz: params.tz, now: new Date() });
     renderSeriesTable(series);
     $("#key-name").textContent = summary.request.scope_id;
     setState("ready", params);
@@ -221,6 +247,26 @@ async function load() {
   } catch (error) {
     if (error.name !== "AbortError") fail(error);
   }
+}
+
+/** An answer the rest of the page does not depend on: null when the API cannot give it (not 401/403, which
+ * say something about the token and are shown). */
+async function optional(answer) {
+  try {
+    return await answer;
+  } catch (error) {
+    if (error.name === "AbortError" || error.status === 401 || error.status === 403) throw error;
+    return null;
+  }
+}
+
+/**
+ * A key token reads only its own key: asking for another (a link, or a view left by the admin before "Change
+ * token") would only earn 403s. Say so without asking.
+ */
+function keyProblem() {
+  if (state.admin || state.key === state.ownKey) return null;
+  return new ApiError(403, "forbidden", `this token reads only key '${state.ownKey}'`);
 }
 
 /** The key's budgets with their status now; none when the API has no budget routes (404) or cannot say. */
@@ -235,6 +281,7 @@ async function budgetsOf(token, params, signal) {
 
 /** What a failed request means for the reader, by HTTP status. */
 function fail(error) {
+  if (!(error instanceof ApiError)) console.error(error.stack ?? String(error)); // a bug of ours: say where
   if (error.status === 401) {
     forgetToken();
     showSignin(`The token was not accepted (401: ${error.detail || error.error}). Paste a valid token.`);
@@ -244,7 +291,7 @@ function fail(error) {
   announce("");
   if (error.status === 403) {
     const what = state.key ? `key '${state.key}'` : "this";
-    showError(`This token may not read ${what} (403: ${error.detail}). A key token reads only its own key's usage.`);
+    showError(`This token may not read ${what} (${error.detail}). A key token reads only its own key's usage.`);
     $("#own-key").hidden = state.admin || !state.key || state.key === state.ownKey;
   } else if (error.status === 400) {
     showError(`The API could not answer this request: ${error.error} (${error.detail}).`);
@@ -340,6 +387,7 @@ function syncControls() {
 }
 
 async function exportCsv() {
+  if (keyProblem()) return fail(keyProblem());
   const button = $("#export");
   button.disabled = true;
   announce("Preparing the CSV…");

@@ -3,22 +3,32 @@
 // the data.
 
 import { exactUsd, formatBucket, formatInteger, formatShare, formatUsd } from "./format.js";
+import { formatStat } from "./insights.js";
 
 const $ = (selector) => document.querySelector(selector);
 
-/** The five cards, from a Summary's totals. data-exact keeps the API's value for copy/paste and tests. */
+/** The cards, from a Summary's totals. data-exact keeps the API's value for copy/paste and tests. */
 export function renderCards(totals) {
-  for (const name of ["total_tokens", "input_tokens", "output_tokens", "requests"]) {
-    setValue(name, formatInteger(totals[name]), String(totals[name]));
+  for (const value of document.querySelectorAll("[data-stat]")) {
+    const name = value.dataset.stat;
+    const exact = totals[name] === null ? "" : String(totals[name]);
+    const title = name === "total_cost" ? `${exactUsd(totals.total_cost)} exactly`
+      : totals[name] === null ? EMPTY_RATIOS[name] : undefined;
+    setValue(name, formatStat(name, totals[name]), exact, title);
   }
-  setValue("total_cost", formatUsd(totals.total_cost), totals.total_cost, `${exactUsd(totals.total_cost)} exactly`);
 }
+
+const EMPTY_RATIOS = {
+  avg_tokens_per_request: "no requests in this period",
+  output_input_ratio: "no input tokens in this period",
+};
 
 function setValue(stat, text, exact, title) {
   const value = document.querySelector(`[data-stat="${stat}"]`);
   value.textContent = text;
   value.dataset.exact = exact;
   if (title) value.title = title;
+  else value.removeAttribute("title");
 }
 
 /** The per-model table, or the "No model usage data" state, from a ModelBreakdown and its Status. */
@@ -38,8 +48,11 @@ function modelRow(model) {
   const totals = model.totals;
   const cost = cell("td", formatUsd(totals.total_cost), "number");
   cost.title = `${exactUsd(totals.total_cost)} exactly`;
+  const name = cell("th", model.model);
+  const units = unitsLine(totals);
+  if (units) name.append(units);
   row.append(
-    cell("th", model.model),
+    name,
     cell("td", model.provider || "unknown"),
     cell("td", formatInteger(totals.input_tokens), "number"),
     cell("td", formatInteger(totals.output_tokens), "number"),
@@ -49,6 +62,29 @@ function modelRow(model) {
   );
   row.firstChild.scope = "row";
   return row;
+}
+
+// Units beyond the token columns, shown under a model's name when non-zero (genai-prices names from
+// totals.units: input_audio_tokens, cache_write_1h_tokens, web_searches, ...). Cache and reasoning tokens have
+// their own columns in the efficiency table.
+
+/** "input audio tokens 800 · web searches 3" (each with its exact cost in the tooltip), or null when the
+ * model reported nothing beyond the token columns. */
+function unitsLine(totals) {
+  const costs = totals.unit_costs || {};
+  const entries = Object.entries(totals.units || {});
+  if (entries.length === 0) return null;
+  const line = document.createElement("div");
+  line.className = "units";
+  for (const [key, count] of entries) {
+    const item = document.createElement("span");
+    item.dataset.unit = key;
+    item.textContent = `${key.replaceAll("_", " ")} ${formatInteger(count)}`;
+    const cost = costs[key];
+    if (cost) item.title = `${exactUsd(cost)} exactly`;
+    line.append(item);
+  }
+  return line;
 }
 
 /** The series as a table (inside a <details>): the charts' text alternative. */
@@ -62,6 +98,7 @@ export function renderSeriesTable(series) {
       cell("td", formatInteger(bucket.output_tokens), "number"),
       cell("td", formatInteger(bucket.total_tokens), "number"),
       cell("td", formatInteger(bucket.requests), "number"),
+      cell("td", formatUsd(bucket.total_cost), "number"),
     );
     row.firstChild.scope = "row";
     return row;
