@@ -20,8 +20,9 @@ less than wall time on a machine shared with other work. The load average is rec
 
 ``--ingest`` measures what the read side costs the write path: a realistic flush (bench/workload.py traffic, 25,000
 events of 10,000 keys) inserted the way ``RollupWriter.commit`` inserts it, into a table as it was before migration
-0008 with the writer's previous settings, and into a table with the projections and the writer's current settings,
-in alternating rounds; each round inserts ``--flushes`` flushes and waits for the background merges they cause, and
+0008 with the writer's previous settings, into a table with the projections and those settings, and into one with
+the projections and the writer's current settings (``optimize_on_insert = 0``), in rotating rounds; each round
+inserts ``--flushes`` flushes and waits for the background merges they cause, and
 its CPU time per flush is what the worker pays.
 """
 
@@ -105,7 +106,17 @@ def api_cases() -> list[tuple[str, str, dict]]:
                 (f"{label}: peak-hours, year", "peak-hours", year),
                 (f"{label}: export.csv, 30 days, day", "export.csv",
                  {**base, "from": HOUR_RANGE[0], "to": HOUR_RANGE[1], "granularity": "day"}),
+                (f"{label}: compare, 30 days", "compare", {**base, "from": HOUR_RANGE[0], "to": HOUR_RANGE[1]}),
+                (f"{label}: month-to-date", "month-to-date", base),
             ]
+            if scope == "key":
+                cases.append((f"{label}: alerts, year", "alerts", {"key": scope_id, "tz": tz, "from": YEAR[0],
+                                                                   "to": YEAR[1]}))
+    for tz in ZONES:
+        cases += [(f"busiest-keys, year, {tz}", "busiest-keys", {"from": YEAR[0], "to": YEAR[1], "tz": tz}),
+                  (f"busiest-keys, 30 days, {tz}", "busiest-keys", {"from": HOUR_RANGE[0], "to": HOUR_RANGE[1],
+                                                                     "tz": tz}),
+                  (f"unpriced, year, {tz}", "unpriced", {"from": YEAR[0], "to": YEAR[1], "tz": tz})]
     cases += [("key list (first 100)", "keys", {}), ("key list, prefix key_05", "keys", {"q": "key_05"}),
               ("key list, prefix key_0999", "keys", {"q": "key_0999"})]
     return cases
@@ -211,11 +222,11 @@ def time_csv(client, runs: int = 3) -> dict:
     return out
 
 
-def build(url: str) -> dict:
+def build(url: str, keys: int) -> dict:
     client = connect(url, create_database=True)
     Migrator(client).apply()
     wall, cpu = time.perf_counter(), time.process_time()
-    rows = read_store.build(client)
+    rows = read_store.build(client, keys=keys)
     built = {"usage_rows": rows, "build_s": time.perf_counter() - wall, "build_cpu_s": time.process_time() - cpu}
     client.close()
     return built
@@ -233,10 +244,10 @@ def describe_store(client) -> dict:
 def run_read(args: argparse.Namespace) -> dict:
     folder = Path(args.dir or tempfile.mkdtemp(prefix="meterline-read-"))
     url = f"chdb://{folder}?database=read_bench"
-    result: dict = {"machine": machine(), "load_before": os.getloadavg()}
+    result: dict = {"machine": machine(), "load_before": os.getloadavg(), "keys": args.keys, "runs": args.runs}
     if not args.reuse:
         print(f"building the store in {folder} ...", flush=True)
-        result["build"] = build(url)
+        result["build"] = build(url, args.keys)
         print(f"  {result['build']}", flush=True)
     client = connect(url)
     client.command("SYSTEM STOP MERGES rollups")  # steady parts while timing; merges would compete for the cores
@@ -272,8 +283,9 @@ def run_ingest(args: argparse.Namespace) -> dict:
     rollup = RollupBuilder(ContractDecoder(), PriceBook()).draft(messages, bounds, SeenRequests()).finish(set())
     folder = Path(args.dir or tempfile.mkdtemp(prefix="meterline-ingest-"))
     before = [m for m in discover() if m.id < "0008"]
-    variants = {  # name: (migrations, insert settings)
+    variants = {  # name: (migrations, insert settings); the first is the baseline the ratios compare with
         "before (no projections, optimize_on_insert)": (before, {**sink._ONE_BLOCK, "optimize_on_insert": 1}),
+        "projections of 0008, optimize_on_insert": (discover(), {**sink._ONE_BLOCK, "optimize_on_insert": 1}),
         "now (projections of 0008, no optimize_on_insert)": (discover(), sink._ONE_BLOCK),
     }
     clients = {}
@@ -286,7 +298,7 @@ def run_ingest(args: argparse.Namespace) -> dict:
     insert_wall: dict[str, list[float]] = {name: [] for name in variants}
     offset = 0
     for round_ in range(args.rounds):
-        order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
+        order = list(variants)[round_ % len(variants):] + list(variants)[:round_ % len(variants)]  # rotate
         for name in order:
             client, settings = clients[name], variants[name][1]
             cpu = time.process_time()
@@ -307,9 +319,8 @@ def run_ingest(args: argparse.Namespace) -> dict:
         out[name] = {"cpu_ms_per_flush_median": statistics.median(per_flush[name]),
                      "cpu_ms_per_flush_rounds": per_flush[name],
                      "insert_wall_ms_median": statistics.median(insert_wall[name])}
-    names = list(variants)
-    out["cpu_ratio_now_over_before"] = (out[names[1]]["cpu_ms_per_flush_median"]
-                                        / out[names[0]]["cpu_ms_per_flush_median"])
+    baseline = out[next(iter(variants))]["cpu_ms_per_flush_median"]
+    out["cpu_ratio_over_before"] = {name: out[name]["cpu_ms_per_flush_median"] / baseline for name in variants}
     out["load_after"] = os.getloadavg()
     print(json.dumps(out, indent=2))
     for client in clients.values():
@@ -336,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help="chDB folder (default: a new temporary one)")
     parser.add_argument("--reuse", action="store_true", help="time an already built store in --dir")
     parser.add_argument("--runs", type=int, default=25)
+    parser.add_argument("--keys", type=int, default=read_store.KEYS,
+                        help=f"keys in the store (default {read_store.KEYS:,}; at least 2,500: the org read is org_123)")
     parser.add_argument("--out", default="bench/out/read.json")
     parser.add_argument("--ingest", action="store_true", help="measure the flush's insert cost instead")
     parser.add_argument("--events", type=int, default=25_000)

@@ -61,8 +61,10 @@ def _rates(column: int) -> str:
     return "[" + ", ".join(rates) + "]"
 
 
-def insert_sql() -> str:
-    """The one INSERT ... SELECT that fills a year (see the module docstring)."""
+def insert_sql(keys: int = KEYS) -> str:
+    """The one INSERT ... SELECT that fills a year for ``keys`` keys in ``keys // 20`` orgs (see the module
+    docstring)."""
+    orgs = max(1, keys // (KEYS // ORGS))
     models = "[" + ", ".join(f"'{m}'" for m, _ in MODELS) + "]"
     providers = "[" + ", ".join(f"'{p}'" for _, p in MODELS) + "]"
     weights = "[" + ", ".join(str(w) for w in MODEL_WEIGHTS) + "]"
@@ -84,8 +86,8 @@ FROM
         (key_index * 7 + slot * 5) % {len(MODELS)} + 1 AS model_number,
         cityHash64(key_index, slot, window) AS h,
         concat('key_', leftPad(toString(key_index), 5, '0')) AS api_key_id,
-        concat('org_', leftPad(toString(key_index % {ORGS}), 3, '0')) AS org_id,
-        concat(org_id, '_p', toString(intDiv(key_index, {ORGS}) % {PROJECTS_PER_ORG})) AS project_id,
+        concat('org_', leftPad(toString(key_index % {orgs}), 3, '0')) AS org_id,
+        concat(org_id, '_p', toString(intDiv(key_index, {orgs}) % {PROJECTS_PER_ORG})) AS project_id,
         {models}[model_number] AS model,
         {providers}[model_number] AS provider,
         model = '{UNPRICED_MODEL}' AS unpriced,
@@ -109,7 +111,7 @@ FROM
             SELECT intDiv(number, {MODELS_PER_KEY}) AS key_index, number % {MODELS_PER_KEY} AS slot,
                    least(1.0, {ACTIVITY} / pow(key_index + 1, {ZIPF_S})) AS key_activity,
                    toUInt32(round({WINDOWS} * key_activity * {weights}[slot + 1])) AS active_windows
-            FROM numbers({KEYS * MODELS_PER_KEY})
+            FROM numbers({keys * MODELS_PER_KEY})
         )
         ARRAY JOIN range(active_windows) AS j
         WHERE intDiv(window, 4) % 24 BETWEEN 7 AND 22 OR cityHash64(key_index, slot, window, 2) % 100 < {NIGHT * 100:.0f}
@@ -125,11 +127,11 @@ INSERT INTO rollups (kind, kafka_topic, kafka_partition, last_offset, counted_th
 SELECT 'progress', '{TOPIC}', number, 1000000, toDateTime64({end}, 3, 'UTC') FROM numbers({PARTITIONS})"""
 
 
-def build(client: Client, parts: int = 4) -> int:
+def build(client: Client, parts: int = 4, keys: int = KEYS) -> int:
     """Fills ``rollups`` (migrated, empty) with the year, in ``parts`` inserts of consecutive stretches of time
     (as merged flushes leave a table: parts cover time ranges, each holding every key); returns the number of
     usage rows."""
-    sql = insert_sql()
+    sql = insert_sql(keys)
     for start, end in _stretches(parts):
         client.command(f"{sql}\nWHERE window >= {start} AND window < {end}", settings=INSERT_SETTINGS)
     client.command(progress_sql())

@@ -114,9 +114,10 @@ async def test_openapi_describes_every_route_and_its_responses_validate(api):
             continue
         schema = {"$ref": f"#/components/schemas/{route.response.__name__}", "components": document["components"]}
         jsonschema.Draft202012Validator.check_schema(schema)
-        # a valid value of each required parameter the route declares (and the range's zone)
+        # a valid value of each required parameter the route declares (and the range's zone; and `id`, required
+        # for every scope but `all`, a rule across parameters)
         sample = {**scoped("key", "key-a"), "key": "key-a", **RANGE}
-        params = {p.name: sample[p.name] for p in route.params if p.required or p.name == "tz"}
+        params = {p.name: sample[p.name] for p in route.params if p.required or p.name in ("tz", "id")}
         response = await get(api, route.name, **params)
         assert response.status == 200, (route.name, await response.text())
         body = await response.json()
