@@ -39,7 +39,7 @@ from pipeline.usage.query import (ORDERS, BusiestKeys, Comparison, KeyAlerts, Ke
                                   Series, Summary, UnpricedModels, UsageQueries)
 from pipeline.usage.ranges import (GRANULARITY_SCHEMA, ID_EXPECT, ID_SCHEMA, INSTANT_EXPECT, INSTANT_SCHEMA,
                                    MAX_BUCKETS, MAX_ID_CHARS, NO_CONTROL_CHARACTERS, SCOPE_SCHEMA, ZONE_EXPECT,
-                                   ZONE_SCHEMA, UsageRequest, parse_request, parse_zone)
+                                   ZONE_SCHEMA, UsageRequest, parse_request, parse_scope, parse_zone)
 from pipeline.usage.tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
@@ -242,9 +242,10 @@ class _UsageApi:
         return web.json_response(jsonable(await self._run(self._queries.compare, usage_request)))
 
     async def month_to_date(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
-        self._may_read(principal, values["scope"], values["id"])
+        scope_id = parse_scope(values["scope"], values["id"])  # "" for scope all, as in every other answer
+        self._may_read(principal, values["scope"], scope_id)
         parse_zone(values["tz"])
-        answer = await self._run(self._spend.month_to_date, values["scope"], values["id"], values["tz"], self._now())
+        answer = await self._run(self._spend.month_to_date, values["scope"], scope_id, values["tz"], self._now())
         return web.json_response(jsonable(answer))
 
     async def busiest_keys(self, request: web.Request, principal: Principal, values: dict) -> web.Response:

@@ -157,6 +157,22 @@ class UsageRequest:
         return decompose(self.first_window_epoch, self.end_window_epoch)
 
 
+def parse_scope(scope: str, scope_id: str | None) -> str:
+    """The checked id of ``scope`` ("" for scope "all", which takes none), or :class:`QueryError`: unknown scope,
+    missing 'id' (every scope but "all" needs one), unexpected 'id' (given with "all"), bad 'id'."""
+    if not conforms(SCOPE_SCHEMA, scope):
+        raise QueryError("unknown scope", f"{shown(scope)}: scope must be one of {', '.join(SCOPE_SCHEMA['enum'])}")
+    if scope == ALL:
+        if scope_id:
+            raise QueryError("unexpected 'id'", "scope all reads every key: give no id")
+        return ""
+    if scope_id is None:
+        raise QueryError("missing 'id'", f"scope {scope} reads one {SCOPES[scope]}: give it as id ({ID_EXPECT})")
+    if not conforms(ID_SCHEMA, scope_id):
+        raise QueryError("bad 'id'", f"{shown(scope_id)}: the {scope} id must be {ID_EXPECT}")
+    return scope_id
+
+
 def parse_request(scope: str, scope_id: str | None, start_text: str, end_text: str, tz: str = "UTC",
                   granularity: str | None = None, max_range_days: int | None = None) -> UsageRequest:
     """The checked request, or :class:`QueryError` naming the first rule broken: the single-value schemas
@@ -164,16 +180,7 @@ def parse_request(scope: str, scope_id: str | None, start_text: str, end_text: s
     ``max_range_days``), at least one stored window, the earliest bucket ClickHouse can hold
     (:data:`EARLIEST_BUCKET`) and at most :data:`MAX_BUCKETS` buckets. ``granularity`` None, "" or "auto" follows
     the range (:data:`AUTO_GRANULARITY`)."""
-    if not conforms(SCOPE_SCHEMA, scope):
-        raise QueryError("unknown scope", f"{shown(scope)}: scope must be one of {', '.join(SCOPE_SCHEMA['enum'])}")
-    if scope == ALL:
-        if scope_id:
-            raise QueryError("unexpected 'id'", "scope all reads every key: give no id")
-        scope_id = ""
-    elif scope_id is None:
-        raise QueryError("missing 'id'", f"scope {scope} reads one {SCOPES[scope]}: give it as id ({ID_EXPECT})")
-    elif not conforms(ID_SCHEMA, scope_id):
-        raise QueryError("bad 'id'", f"{shown(scope_id)}: the {scope} id must be {ID_EXPECT}")
+    scope_id = parse_scope(scope, scope_id)
     zone = parse_zone(tz)
     start = parse_instant(start_text, zone, "from").astimezone(zone)
     end = parse_instant(end_text, zone, "to").astimezone(zone)
