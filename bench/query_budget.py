@@ -7,9 +7,10 @@ of the "API key usage" dashboard timed on it, plus ``/api/v1/unpriced``.
                                            [--migrations N] [--dir /tmp/qb]
 
 ``--units-every N``: one row in N carries extra units (two keys in ``units``); every priced row carries its
-per-unit costs (three keys in ``unit_costs``), as the writer stores them. ``--migrations 6`` builds the schema
-as it was before the per-unit columns (for a before/after comparison; the maps are then not written and the
-models query does not read them). Prints one JSON object: the median milliseconds of each query.
+per-unit costs as the writer stores them (``cache_read_tokens`` in ``unit_costs``; the remainders
+``input_tokens`` and ``output_tokens`` are derived by readers, docs/pricing.md). ``--migrations 6`` builds the
+schema as it was before the per-unit columns (for a before/after comparison; the maps are then not written and
+the models query does not read them). Prints one JSON object: the median milliseconds of each query.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def build(client, keys: int, models: int, units_every: int, with_units: bool) ->
     unit_values = (f""", if(number % {units_every} = 0, map('input_audio_tokens', 100 + number % 50,
                           'cache_write_1h_tokens', number % 7), map()) AS units,
                    if(number % 97 = 0, map(),
-                      map('input_tokens', i, 'output_tokens', o, 'cache_read_tokens', i / 10)) AS unit_costs"""
+                      map('cache_read_tokens', i / 10)) AS unit_costs"""
                    if with_units else "")
     client.command(f"""
         INSERT INTO rollups (kind, api_key_id, hour, model, provider, org_id, project_id, price_version, requests,

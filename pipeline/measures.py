@@ -11,14 +11,21 @@ Units beyond the five token columns (audio, image and video tokens, 1 h cache wr
 genai-prices' vocabulary, pipeline/units.py) are two *per-unit* measures: ``units`` (counts by unit name) and
 ``unit_costs`` (cost by priced unit), ClickHouse ``Map`` columns summed key by key (``sumMap``). A new unit
 therefore needs no new column: only its declaration in pipeline/units.py.
+
+``unit_costs`` never stores the two *remainders* (:data:`REMAINDERS`), the uncached text ``input_tokens`` and
+``output_tokens``: their cost is exactly the side's cost less the side's other unit costs, so every reader fills
+them in with :func:`costs_by_unit`, and a row of plain events stores an empty map (the write path's cost).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from decimal import Decimal, localcontext
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
-from pipeline.units import IMPLICIT, TOP_LEVEL
+from pipeline.metering.money import EXACT
+from pipeline.units import IMPLICIT, TOP_LEVEL, UNITS as UNIT_REGISTRY
 
 if TYPE_CHECKING:
     from pipeline.contract import UsageEvent
@@ -53,6 +60,47 @@ UNITS = Measure("units", "units", "Counts of the units reported in the events' u
 UNIT_COSTS = Measure("unit_costs", "USD", "Cost by priced unit, by genai-prices unit name: each priced unit's leaf "
                      "count (the units it counts that no more specific priced unit counts) times its price; the "
                      "values sum to total_cost exactly.", per_unit=True)
+
+# The remainder of each side, per genai-prices: the leaf of input_tokens (input tokens no other priced unit
+# counts: uncached text) and of output_tokens. Stored unit_costs omit them (the writer, pipeline/metering/pricing.py
+# Rate.price); costs_by_unit derives them.
+INPUT_REMAINDER, OUTPUT_REMAINDER = "input_tokens", "output_tokens"
+REMAINDERS = frozenset((INPUT_REMAINDER, OUTPUT_REMAINDER))
+# Units whose cost counts in output_cost (genai-prices' direction "output"); every other unit's cost counts in
+# input_cost, units without a direction included (requests, web searches, audio seconds overall), as pricing
+# sums them (pipeline/metering/pricing.py).
+OUTPUT_SIDE = frozenset(unit.name for unit in UNIT_REGISTRY if unit.direction == "output")
+
+Money = TypeVar("Money", int, Decimal)
+
+
+def costs_by_unit(stored: Mapping[str, Money], input_cost: Money, output_cost: Money) -> dict[str, Money]:
+    """Every priced unit's cost of a row or of any sum of rows, non-zero entries only, keys sorted; they sum to
+    ``input_cost + output_cost`` (``total_cost``) exactly. The one reader of ``unit_costs`` (API, usage page,
+    CSV, tests).
+
+    ``stored``: the (summed) ``unit_costs`` map, USD (Decimal) or integer units of 1e-24 USD (int, like the
+    costs). The two remainders are derived: ``input_tokens`` = ``input_cost`` - the other input-side entries,
+    ``output_tokens`` = ``output_cost`` - the other output-side entries (:data:`OUTPUT_SIDE`). Stored remainder
+    entries are ignored: rows written before the remainders were left out hold them, and a sum over such rows
+    and newer ones holds only part of the remainder, whereas every row, old or new, has input_cost = the sum
+    of its input-side costs, remainder included, so the derivation is exact for any mix. (Rows written before
+    ``unit_costs`` existed, migration 0007, have an empty map: their whole cost shows as the two remainders.)
+    """
+    input_rest, output_rest = input_cost, output_cost
+    costs = {}
+    with localcontext(EXACT):  # Decimal(38, 24) differences need 39 digits, beyond Python's default 28
+        for name, cost in stored.items():
+            if name in REMAINDERS:
+                continue
+            if name in OUTPUT_SIDE:
+                output_rest -= cost
+            else:
+                input_rest -= cost
+            if cost:
+                costs[name] = cost
+    costs[INPUT_REMAINDER], costs[OUTPUT_REMAINDER] = input_rest, output_rest
+    return {name: costs[name] for name in sorted(costs) if costs[name]}
 
 # Summed from each event by Counts.add: the fields of Counts, in this order.
 COUNTED = (REQUESTS, ERROR_REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, CACHE_READ_TOKENS, CACHE_WRITE_TOKENS,

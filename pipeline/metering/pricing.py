@@ -5,8 +5,9 @@ How genai-prices prices usage (``ModelPrice.calc_price``): a price sheet prices 
 its priced parts) is multiplied by its price, so every token is priced once, at the most specific price the
 sheet has for it. Within one sheet and one tier that is linear in the counts, so a :class:`Rate` prices the
 *summed* counts of any number of events exactly, leaf by leaf, and says what each unit cost
-(:attr:`Cost.by_unit`, the rollups' ``unit_costs``). Only the bundled snapshot is used: live price updates are
-never enabled.
+(:attr:`Cost.by_unit`, the rollups' ``unit_costs``, which leave out the two remainders ``input_tokens`` and
+``output_tokens``: readers derive them, pipeline/measures.py ``costs_by_unit``). Only the bundled snapshot is
+used: live price updates are never enabled.
 
 Lookup (:meth:`PriceBook.rate_for`, cached per model, provider, service tier and UTC minute):
 
@@ -57,7 +58,7 @@ from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint, TieredPrices, TimeOfDateConstraint
 
 from pipeline.clock import MINUTE_MS
-from pipeline.measures import Counts
+from pipeline.measures import REMAINDERS, Counts, costs_by_unit
 from pipeline.metering.models import ModelResolver, Resolved
 from pipeline.metering.money import (EXACT, USD_DECIMALS, USD_SCALE, PricingError, divide_half_even, quantize_usd,
                                      round_usd, to_units, usd_text)
@@ -69,6 +70,7 @@ __all__ = ("EXACT", "USD_DECIMALS", "USD_SCALE", "PricingError", "quantize_usd",
 
 MAX_CACHED = 100_000  # bounds memory if model/provider strings are high-cardinality
 _MISS = object()
+_NO_UNITS: dict[str, int] = {}  # Cost.by_unit of a group of plain events: shared, never mutated
 _log = logging.getLogger(__name__)
 # Units an event may carry only in its usage object: the only ones a Rate may price event by event.
 _APART_ALLOWED = frozenset(USAGE_UNITS)
@@ -91,8 +93,10 @@ def price_context(service_tier: str) -> dict[str, str]:
 
 class Cost(NamedTuple):
     """The exact cost of summed usage, in integer units of 1e-24 USD (ClickHouse ``Decimal(38, 24)``).
-    ``by_unit``: the cost of each priced unit with a non-zero cost (unit name -> units); it sums to the total.
-    (A NamedTuple: one is built per rollup group, on the hot path.)"""
+    ``by_unit``: the cost of each priced unit with a non-zero cost (unit name -> units), except the two
+    remainders ``input_tokens`` and ``output_tokens`` (pipeline/measures.py :data:`REMAINDERS`), whose costs
+    are the sides' costs less the other units' (:meth:`all_units`): it is what the rollups' ``unit_costs``
+    stores, empty for a group of plain events. (A NamedTuple: one is built per rollup group, on the hot path.)"""
 
     input_units: int
     output_units: int
@@ -101,6 +105,11 @@ class Cost(NamedTuple):
     @property
     def total_units(self) -> int:
         return self.input_units + self.output_units
+
+    def all_units(self) -> dict[str, int]:
+        """The cost of every priced unit with a non-zero cost, the remainders included (as readers show it);
+        it sums to :attr:`total_units`."""
+        return costs_by_unit(self.by_unit, self.input_units, self.output_units)
 
 
 class Rate:
@@ -112,8 +121,8 @@ class Rate:
     and summed in ``Counts.priced_apart``.
     """
 
-    __slots__ = ("version", "prices", "minimum_seconds", "apart", "_plan", "_unit_prices", "_output", "_fast",
-                 "_apart_blocks", "_hash")
+    __slots__ = ("version", "prices", "minimum_seconds", "apart", "_plan", "_unit_prices", "_output", "_stored",
+                 "_fast", "_apart_blocks", "_hash")
 
     def __init__(self, version: str, prices: Mapping[str, Decimal], minimum_seconds: int = 0) -> None:
         self.version = version
@@ -137,6 +146,7 @@ class Rate:
         self._apart_blocks = apart
         self.apart = frozenset(apart)
         self._output = tuple(BY_NAME[name].direction == "output" for name in self._plan.order)
+        self._stored = tuple(name not in REMAINDERS for name in self._plan.order)
         self._fast = self._fast_coefficients()
         self._hash = hash((self.version, self.prices))
 
@@ -166,10 +176,12 @@ class Rate:
         apart = counts.priced_apart or {}
         by_unit: dict[str, int] = {}
         input_units = output_units = 0
-        for name, leaf, unit_price, output in zip(self._plan.order, leaves, self._unit_prices, self._output):
+        for name, leaf, unit_price, output, stored in zip(self._plan.order, leaves, self._unit_prices, self._output,
+                                                          self._stored):
             cost = apart.get(name, 0) if unit_price is None else leaf * unit_price
             if cost:
-                by_unit[name] = cost
+                if stored:
+                    by_unit[name] = cost
                 if output:
                     output_units += cost
                 else:
@@ -177,29 +189,30 @@ class Rate:
         return Cost(input_units, output_units, by_unit)
 
     def _price_top_level(self, c: Counts) -> Cost:
-        """The common case, a group without ``usage`` units: a few products, as cheap as it gets."""
+        """The common case, a group without ``usage`` units: a few products, as cheap as it gets. The
+        remainders (input_tokens, output_tokens) are in the sides' costs only, never in ``by_unit``."""
         i, cr, cw, o, r, req = self._fast
         leaf_in, leaf_out = c.input_tokens, c.output_tokens
         by_unit = {}
         if cr is not None and (n := c.cache_read_tokens):
             leaf_in -= n
-            by_unit["cache_read_tokens"] = n * cr
+            if cost := n * cr:
+                by_unit["cache_read_tokens"] = cost
         if cw is not None and (n := c.cache_write_tokens):
             leaf_in -= n
-            by_unit["cache_write_tokens"] = n * cw
-        by_unit["input_tokens"] = leaf_in * i
-        out = 0
+            if cost := n * cw:
+                by_unit["cache_write_tokens"] = cost
+        if req and (cost := c.requests * req):
+            by_unit["requests"] = cost
+        input_units = leaf_in * i
+        if by_unit:
+            input_units += sum(by_unit.values())
         if r is not None and (n := c.reasoning_tokens):
             leaf_out -= n
-            by_unit["output_reasoning_tokens"] = out = n * r
-        by_unit["output_tokens"] = leaf_out * o
-        out += leaf_out * o
-        if req:
-            by_unit["requests"] = c.requests * req
-        total = sum(by_unit.values())
-        if 0 in by_unit.values():
-            by_unit = {name: cost for name, cost in by_unit.items() if cost}
-        return Cost(total - out, out, by_unit)
+            if cost := n * r:
+                by_unit["output_reasoning_tokens"] = cost
+                return Cost(input_units, leaf_out * o + cost, by_unit)
+        return Cost(input_units, leaf_out * o, by_unit or _NO_UNITS)
 
     def price_apart(self, values: Mapping[str, int]) -> dict[str, int] | None:
         """One event's cost units of the :attr:`apart` units (its unit values: top-level and ``usage``); None
@@ -344,7 +357,7 @@ def _derive_rate(version: str, prices: dict[str, Decimal], sheet: ModelPrice, in
     if rate.apart:
         want = [round_usd(amount) for amount in want]
     got = [Decimal(ours.total_units).scaleb(-USD_DECIMALS), Decimal(ours.output_units).scaleb(-USD_DECIMALS)]
-    if got != want or sum(ours.by_unit.values()) != ours.total_units:
+    if got != want:
         raise PricingError(f"{version}: genai-prices is not linear as assumed; pricing would be inexact "
                            f"(total, output: {got} != {want})")
     return rate

@@ -5,7 +5,8 @@ exponent notation; ``price_version`` lists the price sheets used in the bucket, 
 (empty for unpriced usage). Column sums equal :meth:`UsageQueries.summary` of the same request exactly.
 The per-unit columns ``units`` and ``unit_costs`` hold ``name=value`` pairs of genai-prices unit names, sorted
 and joined with ';', non-zero only (``input_audio_tokens=800;web_searches=2``); a row's ``unit_costs`` sum to
-its ``total_cost``.
+its ``total_cost`` (the remainders ``input_tokens`` and ``output_tokens`` derived as the API derives them,
+pipeline/measures.py ``costs_by_unit``).
 
 The last column, ``counted_through``, is the export's freshness (the same on every row, RFC 3339 UTC, empty when
 nothing is counted yet): every event that reached Kafka before it is in the file; later events may still arrive
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TextIO
 
+from pipeline.measures import INPUT_COST, OUTPUT_COST, UNIT_COSTS, costs_by_unit
 from pipeline.usage.query import EXPORT_MEASURES, UsageQueries
 from pipeline.usage.ranges import UsageRequest, bucket_start
 
@@ -29,6 +31,7 @@ CSV_COLUMNS = ("bucket_start", "api_key_id", "model", "provider", *(m.name for m
                "counted_through")
 _MONEY = [CSV_COLUMNS.index(m.name) for m in EXPORT_MEASURES if m.unit == "USD" and not m.per_unit]  # exact text
 _PER_UNIT = [(CSV_COLUMNS.index(m.name), m.unit == "USD") for m in EXPORT_MEASURES if m.per_unit]
+_UNIT_COSTS, _INPUT_COST, _OUTPUT_COST = (CSV_COLUMNS.index(m.name) for m in (UNIT_COSTS, INPUT_COST, OUTPUT_COST))
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ def _formatted_blocks(queries: UsageQueries, request: UsageRequest, block_rows: 
             for row in block:
                 row = list(row)
                 row[0] = labels.get(row[0]) or bucket_start(row[0], granularity, zone).isoformat()
+                row[_UNIT_COSTS] = costs_by_unit(row[_UNIT_COSTS], row[_INPUT_COST], row[_OUTPUT_COST])
                 for position in _MONEY:
                     row[position] = decimal_text(row[position])
                 for position, money in _PER_UNIT:

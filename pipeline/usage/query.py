@@ -28,7 +28,8 @@ from clickhouse_connect.driver.client import Client
 from pipeline.alerts.state import AlertRecord, read_key_alerts
 from pipeline.clock import HOUR_S
 from pipeline.measures import CACHE_READ_TOKENS, CACHE_WRITE_TOKENS, ERROR_REQUESTS, INPUT_COST, INPUT_TOKENS, \
-    OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNIT_COSTS, UNITS, UNPRICED_REQUESTS, Measure
+    OUTPUT_COST, OUTPUT_TOKENS, REASONING_TOKENS, REQUESTS, TOTAL_COST, UNIT_COSTS, UNITS, UNPRICED_REQUESTS, Measure, \
+    costs_by_unit
 from pipeline.usage.ranges import ALL, QueryError, UsageRequest, previous_period
 
 # Money sums keep all 24 decimals; derived ratios are rounded half-even to these places.
@@ -159,7 +160,8 @@ class Totals:
     ``units``: every non-zero unit events reported beyond the token columns (genai-prices unit name -> count:
     ``input_audio_tokens``, ``cache_write_1h_tokens``, ``web_searches``, ...; they are parts of the token
     columns, see pipeline/units.py). ``unit_costs``: USD by priced unit, non-zero only; they sum to
-    ``total_cost`` exactly."""
+    ``total_cost`` exactly (the stored map plus the two derived remainders, pipeline/measures.py
+    ``costs_by_unit``)."""
 
     requests: int
     error_requests: int
@@ -183,6 +185,7 @@ class Totals:
         """From a row of :data:`TOTALS_MEASURES` sums, by name (other keys are ignored)."""
         values = {measure.name: non_zero(sums[measure.name]) if measure.per_unit else sums[measure.name]
                   for measure in TOTALS_MEASURES}
+        values[UNIT_COSTS.name] = costs_by_unit(sums[UNIT_COSTS.name], sums[INPUT_COST.name], sums[OUTPUT_COST.name])
         total = values["input_tokens"] + values["output_tokens"]
         return cls(**values, total_tokens=total,
                    avg_tokens_per_request=_ratio(total, values["requests"], AVERAGE_PLACES),

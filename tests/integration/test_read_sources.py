@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pipeline.clickhouse import connect
+from pipeline.measures import costs_by_unit
 from pipeline.migrations import Migrator, discover
 from pipeline.usage.export import write_csv
 from pipeline.usage.query import UsageQueries
@@ -140,7 +141,11 @@ def zero() -> dict:
 
 
 def non_zero_maps(total: dict) -> dict:
-    return {**total, **{name: {u: v for u, v in sorted(total[name].items()) if v} for name in MAPS}}
+    """The summed raw maps as every reader shows them: non-zero units; unit_costs with the two remainders derived
+    from the summed input and output cost (pipeline.measures.costs_by_unit, applied here to the raw rows' sums)."""
+    units = {u: v for u, v in sorted(total["units"].items()) if v}
+    return {**total, "units": units,
+            "unit_costs": costs_by_unit(total["unit_costs"], total["input_cost"], total["output_cost"])}
 
 
 def expected_series(rows, request) -> dict:

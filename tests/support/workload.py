@@ -24,6 +24,7 @@ from decimal import Decimal
 
 from aiokafka import AIOKafkaProducer
 
+from pipeline.measures import REMAINDERS, costs_by_unit
 from pipeline.units import IMPLICIT, TOP_LEVEL, decomposition
 from support.units import genai_price
 
@@ -257,17 +258,23 @@ COLUMNS = ("requests", "error_requests", "unpriced_requests", "input_tokens", "o
 USAGE_SQL = (
     "SELECT api_key_id, model, toString(hour), sum(requests), sum(error_requests), sum(unpriced_requests), "
     "sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), "
-    "sum(reasoning_tokens), toString(sum(total_cost)), sumMap(units), sumMap(unit_costs) "
+    "sum(reasoning_tokens), toString(sum(total_cost)), sumMap(units), sumMap(unit_costs), "
+    "toString(sum(input_cost)), toString(sum(output_cost)) "
     "FROM usage_hourly GROUP BY api_key_id, model, hour"
 )
 
 
 def usage_from_rows(rows: list) -> dict:
     """usage_hourly rows of USAGE_SQL (as JSON values) -> {(key, model, hour): (counters..., cost, units)}.
-    Checks on the way that every row's per-unit costs add up to its total cost exactly."""
+    Checks on the way that every row's per-unit costs, as readers show them (the stored map without the two
+    remainders, which are derived from the sides' costs), add up to its total cost exactly and are positive (a
+    unit counted on the wrong side would leave a negative remainder)."""
     usage = {}
-    for key, model, hour, *counts, cost, units, unit_costs in rows:
-        assert sum(Decimal(v) for v in unit_costs.values()) == Decimal(cost), (key, model, hour)
+    for key, model, hour, *counts, cost, units, unit_costs, input_cost, output_cost in rows:
+        stored = {name: Decimal(v) for name, v in unit_costs.items()}
+        shown = costs_by_unit(stored, Decimal(input_cost), Decimal(output_cost))
+        assert not stored.keys() & REMAINDERS and Decimal(input_cost) + Decimal(output_cost) == Decimal(cost)
+        assert sum(shown.values()) == Decimal(cost) and all(v > 0 for v in shown.values()), (key, model, hour)
         usage[(key, model, datetime.fromisoformat(hour))] = (
             *map(int, counts), Decimal(cost), tuple(sorted((k, int(v)) for k, v in units.items() if int(v))))
     return usage

@@ -265,8 +265,8 @@ async def test_a_flush_writes_every_unit_and_its_cost():
                                 output_tokens=100), "claude-sonnet-4-5", provider_id="anthropic",
                           genai_request_timestamp=datetime.fromtimestamp((NOW_MS - HOUR) / 1000, UTC)).total_price
     assert cost.total_units == units(expected) == units("0.60153")
-    assert cost.by_unit == {"input_tokens": units("0.00003"), "cache_write_1h_tokens": units("0.6"),
-                            "output_tokens": units("0.0015")}
+    assert cost.all_units() == {"input_tokens": units("0.00003"), "cache_write_1h_tokens": units("0.6"),
+                                "output_tokens": units("0.0015")}
 
 
 def test_the_filter_finds_ids_added_since_its_last_merge_and_forgets_by_hour():

@@ -21,7 +21,7 @@ from genai_prices.types import (ClauseAnd, ClauseContains, ClauseEndsWith, Claus
                                 TimeOfDateConstraint)
 
 from pipeline.contract import ContractDecoder, unit_values
-from pipeline.measures import Counts
+from pipeline.measures import REMAINDERS, Counts, costs_by_unit
 from pipeline.metering.pricing import (PriceBook, PriceOverride, PricingError, Rate, TieredRates, load_overrides,
                                        quantize_usd, snapshot_rates)
 from pipeline.units import BY_NAME, USAGE_UNITS
@@ -59,7 +59,9 @@ def our_price(book: PriceBook, model: str, provider: str | None, ts_ms: int, val
     if event.usage and rate.apart and (apart := rate.price_apart(unit_values(event))):
         counts.add_priced_apart(apart)
     cost = rate.price(counts)
-    assert sum(cost.by_unit.values()) == cost.total_units, rate.version
+    assert not cost.by_unit.keys() & REMAINDERS, rate.version  # derived by readers, never stored
+    assert sum(cost.all_units().values()) == cost.total_units, rate.version
+    assert all(value > 0 for value in cost.all_units().values()), rate.version  # leaves are never negative
     return Decimal(cost.total_units).scaleb(-24), Decimal(cost.output_units).scaleb(-24)
 
 
@@ -366,10 +368,77 @@ def test_costs_by_unit_are_leaf_costs_and_add_up(book: PriceBook):
     counts.cache_read_tokens, counts.cache_write_tokens = 300, 200
     counts.add_units({"cache_write_1h_tokens": 150, "web_searches": 3})
     cost = rate.price(counts)
-    assert cost.by_unit == {"input_tokens": 500 * 3 * 10**18, "cache_read_tokens": 300 * 3 * 10**17,
-                            "cache_write_tokens": 50 * 375 * 10**16, "cache_write_1h_tokens": 150 * 6 * 10**18,
-                            "output_tokens": 50 * 15 * 10**18, "web_searches": 3 * 10**22}
-    assert sum(cost.by_unit.values()) == cost.total_units and cost.output_units == 50 * 15 * 10**18
+    assert cost.all_units() == {"input_tokens": 500 * 3 * 10**18, "cache_read_tokens": 300 * 3 * 10**17,
+                                "cache_write_tokens": 50 * 375 * 10**16, "cache_write_1h_tokens": 150 * 6 * 10**18,
+                                "output_tokens": 50 * 15 * 10**18, "web_searches": 3 * 10**22}
+    assert sum(cost.all_units().values()) == cost.total_units and cost.output_units == 50 * 15 * 10**18
+    assert cost.by_unit.keys() == cost.all_units().keys() - {"input_tokens", "output_tokens"}  # what is stored
+
+
+def plain_counts(requests: int, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
+                 cache_write_tokens: int = 0, reasoning_tokens: int = 0) -> Counts:
+    counts = Counts()
+    counts.requests, counts.input_tokens, counts.output_tokens = requests, input_tokens, output_tokens
+    counts.cache_read_tokens, counts.cache_write_tokens = cache_read_tokens, cache_write_tokens
+    counts.reasoning_tokens = reasoning_tokens
+    return counts
+
+
+def test_a_group_of_plain_events_stores_no_remainder(book: PriceBook):
+    """The remainders (uncached text input_tokens and output_tokens) are derived from the sides' costs, never
+    stored: a group of events with only input and output tokens stores no per-unit cost at all."""
+    rate = book.rate_for("gpt-4o", "openai", WHEN, 1000)
+    assert rate is not None
+    cost = rate.price(plain_counts(2, 1000, 50))
+    assert cost.by_unit == {}
+    assert (cost.input_units, cost.output_units) == (1000 * 25 * 10**17, 50 * 10 * 10**18)  # $2.50/M, $10/M
+    assert cost.all_units() == {"input_tokens": 1000 * 25 * 10**17, "output_tokens": 50 * 10 * 10**18}
+    cached = rate.price(plain_counts(2, 1000, 50, cache_read_tokens=400))
+    assert cached.by_unit == {"cache_read_tokens": 400 * 125 * 10**16}  # $1.25/M
+    assert cached.all_units() == {"input_tokens": 600 * 25 * 10**17, "cache_read_tokens": 400 * 125 * 10**16,
+                                  "output_tokens": 50 * 10 * 10**18}
+
+
+@pytest.mark.parametrize(("model", "provider"), [("gpt-4o", "openai"), ("claude-sonnet-4-5", "anthropic"),
+                                                 ("sonar", "perplexity"), ("sonar-deep-research", "perplexity"),
+                                                 ("o3", "openai")])
+@pytest.mark.parametrize("counts", [(1, 1000, 50, 0, 0, 0), (3, 1000, 500, 300, 200, 100), (2, 0, 0, 0, 0, 0),
+                                    (1, 700, 80, 700, 0, 80), (4, 10, 1, 0, 0, 0)])
+def test_the_plain_fast_path_prices_as_the_general_path(book: PriceBook, model: str, provider: str, counts: tuple):
+    """Counts without ``usage`` units take a shortcut (Rate._price_top_level); it must give exactly what the
+    leaf-by-leaf path gives (taken when a group has a ``usage`` object, here an empty one)."""
+    rate = book.rate_for(model, provider, ms(PLAIN_TIMES[1]), counts[1])
+    assert rate is not None
+    fast, general = plain_counts(*counts), plain_counts(*counts)
+    general.units = {}
+    assert rate.price(fast) == rate.price(general)
+    assert not rate.price(fast).by_unit.keys() & REMAINDERS
+
+
+def test_remainders_are_exact_over_rows_stored_with_and_without_them(book: PriceBook):
+    """Rows written while unit_costs still held the remainders and rows written since, summed key by key as
+    ClickHouse's sumMap sums them, read back as the exact per-unit costs of their union."""
+    rate = book.rate_for("claude-sonnet-4-5", "anthropic", WHEN, 1000)
+    assert rate is not None
+    old = rate.price(plain_counts(2, 1000, 50, cache_read_tokens=300, cache_write_tokens=200))
+    with_units = plain_counts(1, 500, 20, cache_write_tokens=200)
+    with_units.add_units({"cache_write_1h_tokens": 150, "web_searches": 3})
+    new = [rate.price(plain_counts(1, 900, 70, reasoning_tokens=30)), rate.price(with_units)]
+    rows = [(old.all_units(), old.input_units, old.output_units)]  # stored as before: remainders included
+    rows += [(cost.by_unit, cost.input_units, cost.output_units) for cost in new]
+    summed: dict[str, int] = {}
+    for stored, _, _ in rows:
+        for name, value in stored.items():
+            summed[name] = summed.get(name, 0) + value
+    assert "input_tokens" in summed  # only the old row's part of it
+    read = costs_by_unit(summed, sum(row[1] for row in rows), sum(row[2] for row in rows))
+    expected: dict[str, int] = {}
+    for cost in (old, *new):
+        for name, value in cost.all_units().items():
+            expected[name] = expected.get(name, 0) + value
+    assert read == dict(sorted(expected.items()))
+    assert read["input_tokens"] == (500 + 900 + 300) * 3 * 10**18  # $3/M uncached: 1000-300-200, 900, 500-200
+    assert sum(read.values()) == sum(cost.total_units for cost in (old, *new))
 
 
 def test_an_unreported_overlap_is_zero(book: PriceBook):
