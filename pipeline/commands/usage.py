@@ -74,6 +74,7 @@ def _range_arguments(parser: argparse.ArgumentParser) -> None:
     scope.add_argument("--key", help="api_key_id")
     scope.add_argument("--org", help="org_id")
     scope.add_argument("--project", help="project_id")
+    scope.add_argument("--all", action="store_true", help="every key (the admin view)")
     parser.add_argument("--from", dest="start", default=DEFAULT_FROM,
                         help="YYYY-MM-DD (midnight in --tz), RFC 3339, or relative: today, yesterday, today-7 "
                              f"(default {DEFAULT_FROM}: the last 7 days)")
@@ -146,7 +147,8 @@ def run_export(args: argparse.Namespace) -> int:
         else:
             rows = _export_to_file(source, request, Path(args.out))
             where = args.out
-    what = f"{request.scope} {request.scope_id} from {request.start.isoformat()} to {request.end.isoformat()}"
+    what = (f"{request.scope} {request.scope_id}" if request.scope_id else "all keys") + (
+        f" from {request.start.isoformat()} to {request.end.isoformat()}")
     if rows:
         print(f"meterline: wrote {rows:,} row{'s' if rows != 1 else ''} to {where} ({what})", file=sys.stderr)
     else:
@@ -213,7 +215,8 @@ def run_token(args: argparse.Namespace) -> int:
 @contextmanager
 def _answering(args: argparse.Namespace) -> Iterator[tuple[Any, UsageRequest]]:
     """The parsed request and the source to ask: the store itself, or the worker holding it."""
-    scope, scope_id = next((s, getattr(args, s)) for s in ("key", "org", "project") if getattr(args, s))
+    scope, scope_id = next(((s, getattr(args, s)) for s in ("key", "org", "project") if getattr(args, s)),
+                           ("all", None))
     start, end = resolve_day(args.start, args.tz), resolve_day(args.end, args.tz)
     request = parse_request(scope, scope_id, start, end, args.tz, args.granularity)
     with _open_source(load_settings()) as source:
@@ -280,8 +283,8 @@ class WorkerApi:
             return json.load(response)
 
     def _get(self, route: str, request: UsageRequest):
-        params = {"scope": request.scope, "id": request.scope_id, "from": _rfc3339(request.start),
-                  "to": _rfc3339(request.end), "tz": request.tz}
+        params = {"scope": request.scope, **({"id": request.scope_id} if request.scope_id else {}),
+                  "from": _rfc3339(request.start), "to": _rfc3339(request.end), "tz": request.tz}
         if "granularity" in ROUTE_PARAMETERS[route]:
             params["granularity"] = request.granularity
         return self._open(route, params)
@@ -326,7 +329,8 @@ def render_usage(body: dict) -> str:
     """Tables for people, from the same JSON structures the API returns. Money is rounded as the usage page
     rounds it (``--json`` keeps the exact decimals); no column cuts a name."""
     summary, request = body["summary"], body["summary"]["request"]
-    lines = [f"{request['scope']} {request['scope_id']}: {request['start']} .. {request['end']} ({request['tz']})",
+    what = f"{request['scope']} {request['scope_id']}" if request["scope_id"] else "all keys"
+    lines = [f"{what}: {request['start']} .. {request['end']} ({request['tz']})",
              freshness_line(summary["freshness"])]
     if not summary["status"]["has_usage"]:
         return "\n".join(lines + [summary["status"]["message"]])

@@ -81,12 +81,14 @@ def _formatted_blocks(queries: UsageQueries, request: UsageRequest, block_rows: 
     zone, granularity = request.zone, request.granularity
     counted_through = queries.freshness().counted_through
     fresh = "" if counted_through is None else counted_through.isoformat()
+    # Every bucket's label once (a bucket has a row per key x model x provider), not a zone lookup per row.
+    labels = {key: start.isoformat() for key, start in request.bucket_starts().items()}
     with queries.export_blocks(request, block_rows) as stream:
         for block in stream:
             formatted = []
             for row in block:
                 row = list(row)
-                row[0] = bucket_start(row[0], granularity, zone).isoformat()
+                row[0] = labels.get(row[0]) or bucket_start(row[0], granularity, zone).isoformat()
                 row[_UNIT_COSTS] = costs_by_unit(row[_UNIT_COSTS], row[_INPUT_COST], row[_OUTPUT_COST])
                 for position in _MONEY:
                     row[position] = decimal_text(row[position])

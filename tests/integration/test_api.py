@@ -114,9 +114,10 @@ async def test_openapi_describes_every_route_and_its_responses_validate(api):
             continue
         schema = {"$ref": f"#/components/schemas/{route.response.__name__}", "components": document["components"]}
         jsonschema.Draft202012Validator.check_schema(schema)
-        # a valid value of each required parameter the route declares (and the range's zone)
+        # a valid value of each required parameter the route declares (and the range's zone; and `id`, required
+        # for every scope but `all`, a rule across parameters)
         sample = {**scoped("key", "key-a"), "key": "key-a", **RANGE}
-        params = {p.name: sample[p.name] for p in route.params if p.required or p.name == "tz"}
+        params = {p.name: sample[p.name] for p in route.params if p.required or p.name in ("tz", "id")}
         response = await get(api, route.name, **params)
         assert response.status == 200, (route.name, await response.text())
         body = await response.json()
@@ -177,6 +178,23 @@ async def test_a_key_token_reads_only_its_own_key(api):
         response = await get(api, "models", token, **scope, **RANGE)
         assert response.status == 403 and (await response.json())["error"] == "forbidden"
     assert (await get(api, "summary", ADMIN, **scoped("org", "org-1"), **RANGE)).status == 200
+
+
+async def test_scope_all_is_every_key_for_the_admin_only(api, store):  # noqa: F811
+    """scope=all takes no id and answers as the query module does; a key token is refused; every other scope still
+    needs an id, on the range routes and on month-to-date alike."""
+    response = await get(api, "summary", scope="all", **RANGE)
+    assert response.status == 200
+    request = parse_request("all", None, RANGE["from"], RANGE["to"], RANGE["tz"])
+    assert await response.json() == jsonable(store.queries.summary(request))
+    month = await get(api, "month-to-date", scope="all", tz="UTC")
+    assert month.status == 200 and (await month.json())["scope_id"] == ""
+    token = issue_key_token(SECRET, "key-a")
+    for route, params in (("summary", RANGE), ("month-to-date", {"tz": "UTC"})):
+        assert (await get(api, route, token, scope="all", **params)).status == 403
+        for bad, error in (({"scope": "key"}, "missing 'id'"), ({"scope": "all", "id": "key-a"}, "unexpected 'id'")):
+            response = await get(api, route, **bad, **params)
+            assert response.status == 400 and (await response.json())["error"] == error
 
 
 async def test_tokens_never_reach_the_logs(api, caplog):
