@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "pipeline.commands.api",
     "pipeline.commands.collect",
     "pipeline.commands.usage",
+    "pipeline.commands.prices",
 )
 
 

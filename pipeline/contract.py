@@ -22,6 +22,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from pipeline.units import IMPLICIT, TOP_LEVEL, USAGE_UNITS, inconsistency
+
 # Upper bounds keep a hostile or buggy producer from overflowing UInt64 sums in ClickHouse.
 MAX_TOKENS = 10**12
 MAX_EPOCH_MS = 10**13  # year 2286
@@ -29,6 +31,9 @@ MAX_EPOCH_MS = 10**13  # year 2286
 Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 OptionalLabel = Annotated[str, msgspec.Meta(max_length=256)]
+# The names the ``usage`` object may hold (pipeline/units.py): any other name is rejected, not ignored.
+UsageUnit = Literal[USAGE_UNITS]  # type: ignore[valid-type]
+ServiceTier = Annotated[str, msgspec.Meta(max_length=64)]
 
 
 class UsageEvent(msgspec.Struct, gc=False, omit_defaults=True):
@@ -52,6 +57,11 @@ class UsageEvent(msgspec.Struct, gc=False, omit_defaults=True):
     status: Literal["ok", "error"] = "ok"
     latency_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
     gateway_cost_usd: str | None = None
+    # Every other unit genai-prices prices, by its genai-prices name (pipeline/units.py); None when there is
+    # none. Normalised: zero counts are dropped, and an empty object becomes None.
+    usage: dict[UsageUnit, Tokens] | None = None
+    # The provider's service tier or processing mode ("batch", "flex", "priority", ...): selects tier prices.
+    service_tier: ServiceTier = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +97,7 @@ REASONS = (
 # Identifiers must not hold C0 control characters or DEL: they end up in CSV files, logs, HTTP headers and
 # terminals. JSON can carry them only escaped (\u0000, \n) or, for DEL, raw.
 ID_FIELDS = ("request_id", "api_key_id", "model", "provider", "org_id", "project_id")
+LABEL_FIELDS = (*ID_FIELDS, "service_tier")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -304,7 +315,7 @@ def _normalise(event: UsageEvent, key: str | None, may_hold_controls: bool = Tru
     message has no escape and no DEL byte) skips the control-character scan of the identifiers.
     """
     if may_hold_controls:
-        for name in ID_FIELDS:
+        for name in LABEL_FIELDS:
             text = getattr(event, name)
             if text and (found := _CONTROL.search(text)):
                 return "invalid_field", f"`{name}` holds a control character (U+{ord(found.group()):04X})"
@@ -324,8 +335,29 @@ def _normalise(event: UsageEvent, key: str | None, may_hold_controls: bool = Tru
         return "inconsistent_tokens", "reasoning_tokens exceed output_tokens (which include them)"
     if event.gateway_cost_usd is not None and not _is_decimal_string(event.gateway_cost_usd):
         return "invalid_field", "gateway_cost_usd must be a decimal string such as \"0.001234\""
+    if event.usage is not None and (problem := _normalise_usage(event)) is not None:
+        return "inconsistent_tokens", problem
     event.timestamp = _epoch_ms(event.timestamp)
     return None
+
+
+def unit_values(event: UsageEvent) -> dict[str, int]:
+    """Every unit count of a valid event by genai-prices unit name (pipeline/units.py): the top-level token
+    fields, the ``usage`` object, and ``requests`` (1)."""
+    values = {unit: getattr(event, name) for name, unit in TOP_LEVEL.items()}
+    if event.usage:
+        values.update(event.usage)
+    values[IMPLICIT] = 1
+    return values
+
+
+def _normalise_usage(event: UsageEvent) -> str | None:
+    """Drops zero counts (absent means 0) and checks that no unit's parts exceed it (pipeline/units.py)."""
+    usage = {name: count for name, count in event.usage.items() if count}  # type: ignore[union-attr]
+    event.usage = usage or None
+    if not usage:
+        return None
+    return inconsistency(unit_values(event))
 
 
 def _is_decimal_string(text: str) -> bool:

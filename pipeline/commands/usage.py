@@ -74,6 +74,7 @@ def _range_arguments(parser: argparse.ArgumentParser) -> None:
     scope.add_argument("--key", help="api_key_id")
     scope.add_argument("--org", help="org_id")
     scope.add_argument("--project", help="project_id")
+    scope.add_argument("--all", action="store_true", help="every key (the admin view)")
     parser.add_argument("--from", dest="start", default=DEFAULT_FROM,
                         help="YYYY-MM-DD (midnight in --tz), RFC 3339, or relative: today, yesterday, today-7 "
                              f"(default {DEFAULT_FROM}: the last 7 days)")
@@ -146,7 +147,8 @@ def run_export(args: argparse.Namespace) -> int:
         else:
             rows = _export_to_file(source, request, Path(args.out))
             where = args.out
-    what = f"{request.scope} {request.scope_id} from {request.start.isoformat()} to {request.end.isoformat()}"
+    what = (f"{request.scope} {request.scope_id}" if request.scope_id else "all keys") + (
+        f" from {request.start.isoformat()} to {request.end.isoformat()}")
     if rows:
         print(f"meterline: wrote {rows:,} row{'s' if rows != 1 else ''} to {where} ({what})", file=sys.stderr)
     else:
@@ -213,7 +215,8 @@ def run_token(args: argparse.Namespace) -> int:
 @contextmanager
 def _answering(args: argparse.Namespace) -> Iterator[tuple[Any, UsageRequest]]:
     """The parsed request and the source to ask: the store itself, or the worker holding it."""
-    scope, scope_id = next((s, getattr(args, s)) for s in ("key", "org", "project") if getattr(args, s))
+    scope, scope_id = next(((s, getattr(args, s)) for s in ("key", "org", "project") if getattr(args, s)),
+                           ("all", None))
     start, end = resolve_day(args.start, args.tz), resolve_day(args.end, args.tz)
     request = parse_request(scope, scope_id, start, end, args.tz, args.granularity)
     with _open_source(load_settings()) as source:
@@ -243,6 +246,9 @@ class LocalStore:
     def fetch(self, name: str, request: UsageRequest) -> dict:
         return jsonable(getattr(self._queries, name)(request))
 
+    def unpriced(self, request: UsageRequest) -> dict:
+        return jsonable(self._queries.unpriced(request))
+
     def export(self, request: UsageRequest, out: BinaryIO) -> int:
         """Writes the CSV to ``out``; returns the number of rows after the header."""
         text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
@@ -271,15 +277,23 @@ class WorkerApi:
         out.flush()
         return rows
 
+    def unpriced(self, request: UsageRequest) -> dict:
+        params = {"from": _rfc3339(request.start), "to": _rfc3339(request.end), "tz": request.tz}
+        with self._open("unpriced", params) as response:
+            return json.load(response)
+
     def _get(self, route: str, request: UsageRequest):
+        params = {"scope": request.scope, **({"id": request.scope_id} if request.scope_id else {}),
+                  "from": _rfc3339(request.start), "to": _rfc3339(request.end), "tz": request.tz}
+        if "granularity" in ROUTE_PARAMETERS[route]:
+            params["granularity"] = request.granularity
+        return self._open(route, params)
+
+    def _open(self, route: str, params: dict):
         if not self._token:
             raise Unavailable("the embedded store is held by another process; to ask its HTTP API set "
                               "METERLINE_API_ADMIN_TOKEN (the demo keeps its own in <data dir>/admin-token, "
                               "found when METERLINE_DATA_DIR is the demo's)")
-        params = {"scope": request.scope, "id": request.scope_id, "from": _rfc3339(request.start),
-                  "to": _rfc3339(request.end), "tz": request.tz}
-        if "granularity" in ROUTE_PARAMETERS[route]:
-            params["granularity"] = request.granularity
         url = f"{self._url}{PREFIX_V1}/{route}?{urllib.parse.urlencode(params)}"
         get = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token}"})
         try:
@@ -315,7 +329,8 @@ def render_usage(body: dict) -> str:
     """Tables for people, from the same JSON structures the API returns. Money is rounded as the usage page
     rounds it (``--json`` keeps the exact decimals); no column cuts a name."""
     summary, request = body["summary"], body["summary"]["request"]
-    lines = [f"{request['scope']} {request['scope_id']}: {request['start']} .. {request['end']} ({request['tz']})",
+    what = f"{request['scope']} {request['scope_id']}" if request["scope_id"] else "all keys"
+    lines = [f"{what}: {request['start']} .. {request['end']} ({request['tz']})",
              freshness_line(summary["freshness"])]
     if not summary["status"]["has_usage"]:
         return "\n".join(lines + [summary["status"]["message"]])
@@ -329,7 +344,9 @@ def render_usage(body: dict) -> str:
         f"  avg tokens/req    {_decimal(t['avg_tokens_per_request']):>16}",
         f"  output/input      {t['output_input_ratio'] or '-':>16}",
         f"  cache read/write  {t['cache_read_tokens']:,} / {t['cache_write_tokens']:,}",
-        f"  reasoning tokens  {t['reasoning_tokens']:,}", "",
+        f"  reasoning tokens  {t['reasoning_tokens']:,}",
+        *([f"  other units       {', '.join(f'{name} {count:,}' for name, count in t['units'].items())}"]
+          if t.get("units") else []), "",
     ]
     models = [[m["model"], m["provider"], f"{m['totals']['requests']:,}", _share(m["request_share"]),
                f"{m['totals']['input_tokens']:,}", f"{m['totals']['output_tokens']:,}", usd(m["totals"]["total_cost"])]

@@ -6,8 +6,11 @@
 Two dashboards:
 
 * **API key usage** (``meterline-key-usage``): what a key owner sees, read from ClickHouse's ``usage_15m``
-  through the ``grafana-clickhouse-datasource`` plugin. Every number equals what ``pipeline.usage.query`` answers
-  (tests/integration/test_grafana_panels.py runs each panel's SQL and compares).
+  through the ``grafana-clickhouse-datasource`` plugin, for one key, or with key "All" for the chosen org, project,
+  or every key. Every number equals what ``pipeline.usage.query`` answers for that scope
+  (tests/integration/test_grafana_panels.py runs each panel's SQL and compares). The same SQL serves every scope:
+  ClickHouse reads a key from the table's rows and an org, a project or all keys from its projections
+  (schemas/migrations/0008_*.sql).
 * **Pipeline health** (``meterline-pipeline``): the workers' Prometheus metrics (``pipeline/metrics.py``).
 
 Time ranges follow the query module: a stored hour counts when its *start* lies in [from, to). The plugin's
@@ -40,9 +43,15 @@ def variable(name: str) -> str:
     return f"decodeURLComponent('${{{name}:percentencode}}')"
 
 
-# One key over the picked range, as the query module reads it (15-minute windows starting in [from, to)); the
-# `hour` bounds let the primary key prune.
-KEY_IN_RANGE = (f"api_key_id = {variable('key')} AND hour >= toStartOfHour($__fromTime) AND hour < $__toTime "
+# The scope the variables pick, as the query module reads it: a key (key chosen), else the chosen org and/or
+# project (a project's org(s) from the key list, so the org-ordered projection prunes), else every key. "All" turns
+# a condition into 1=1.
+SCOPE = (f"$__conditionalAll(api_key_id = {variable('key')}, $key) "
+         f"AND $__conditionalAll(org_id = {variable('org')}, $org) "
+         f"AND $__conditionalAll(org_id IN (SELECT org_id FROM usage_keys WHERE project_id = {variable('project')}) "
+         f"AND project_id = {variable('project')}, $project)")
+# ... over the picked range (15-minute windows starting in [from, to)); the `hour` bounds let the sort orders prune.
+KEY_IN_RANGE = (f"{SCOPE} AND hour >= toStartOfHour($__fromTime) AND hour < $__toTime "
                 "AND window_start >= $__fromTime AND window_start < $__toTime")
 # The first stored window the range counts: `from` rounded up to a quarter hour (as ranges.py's _ceil_window).
 FIRST_WINDOW = "toDateTime(intDiv(toUInt32($__fromTime) + 899, 900) * 900, 'UTC')"
@@ -88,29 +97,56 @@ GROUP BY time
 
 # Ordered like the query module's default (cost, then requests, then model and provider). The share is
 # requests / all requests of the range; the API rounds it half-even to 6 places, the table shows 2 (%).
+# Like the query module's per-model totals (pipeline/usage/ranges.py decompose), whole UTC days are read at day grain
+# (the daily projection, for all keys) and only the windows before the first and after the last whole day at 15
+# minutes. Days are [first_day, end_day) when the range holds one, else empty (both at the range's end).
+_FIRST_DAY = "toStartOfDay(toDateTime(intDiv(toUInt32($__fromTime) + 86399, 86400) * 86400, 'UTC'))"
+_END_DAY = "toStartOfDay(toDateTime(intDiv(toUInt32($__toTime) + 899, 900) * 900, 'UTC'))"
+_DAYS_FROM = f"if({_FIRST_DAY} < {_END_DAY}, {_FIRST_DAY}, $__toTime)"
+_DAYS_TO = f"if({_FIRST_DAY} < {_END_DAY}, {_END_DAY}, $__toTime)"
+_MODEL_SUMS = ("sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, sum(total_cost) AS total_cost, "
+               "sum(requests) AS requests")
 MODELS_SQL = f"""SELECT model AS "Model", provider AS "Provider",
        sum(input_tokens) AS "Input tokens", sum(output_tokens) AS "Output tokens",
        sum(total_cost) AS "Cost (USD)", sum(requests) AS "Requests",
        sum(requests) / sum(sum(requests)) OVER () AS "Share of requests"
-FROM usage_15m
-WHERE {KEY_IN_RANGE}
+FROM
+(
+    SELECT model, provider, {_MODEL_SUMS}
+    FROM usage_15m
+    WHERE {SCOPE}
+      AND ((hour >= toStartOfHour($__fromTime) AND hour < {_DAYS_FROM}
+            AND window_start >= $__fromTime AND window_start < {_DAYS_FROM})
+        OR (hour >= {_DAYS_TO} AND hour < $__toTime AND window_start >= {_DAYS_TO} AND window_start < $__toTime))
+    GROUP BY model, provider
+    UNION ALL
+    SELECT model, provider, {_MODEL_SUMS}
+    FROM rollups
+    WHERE kind = 'usage' AND {SCOPE}
+      AND toStartOfDay(hour) >= {_DAYS_FROM} AND toStartOfDay(hour) < {_DAYS_TO}
+    GROUP BY model, provider
+)
 GROUP BY model, provider
-ORDER BY "Cost (USD)" DESC, "Requests" DESC, "Model", "Provider\""""
+ORDER BY "Cost (USD)" DESC, "Requests" DESC, "Model", "Provider"
+SETTINGS optimize_time_filter_with_preimage = 0"""
 
 # Freshness (pipeline/usage/query.py Freshness): every event that reached Kafka before this instant is counted.
 COUNTED_THROUGH_SQL = """SELECT min(counted_through) AS "Counted through"
 FROM ingest_progress
 HAVING min(counted_through) > 0"""
 
-# Template variables: org and project (or All) narrow the key list; the panels read the one chosen key.
-ORG_VARIABLE_SQL = "SELECT DISTINCT org_id FROM usage_hourly WHERE org_id != '' ORDER BY org_id"
-PROJECT_VARIABLE_SQL = f"""SELECT DISTINCT project_id FROM usage_hourly
+# Template variables, from the key list (view usage_keys: a few rows per key): org and project (or All) narrow the
+# keys; the panels read the chosen key, or with key "All" the chosen org and project, or every key.
+ORG_VARIABLE_SQL = "SELECT org_id FROM usage_keys WHERE org_id != '' GROUP BY org_id ORDER BY org_id"
+PROJECT_VARIABLE_SQL = f"""SELECT project_id FROM usage_keys
 WHERE project_id != '' AND $__conditionalAll(org_id = {variable('org')}, $org)
+GROUP BY project_id
 ORDER BY project_id"""
-KEY_VARIABLE_SQL = f"""SELECT DISTINCT api_key_id FROM usage_hourly
+KEY_VARIABLE_SQL = f"""SELECT api_key_id FROM usage_keys
 WHERE api_key_id != ''
   AND $__conditionalAll(org_id = {variable('org')}, $org)
   AND $__conditionalAll(project_id = {variable('project')}, $project)
+GROUP BY api_key_id
 ORDER BY api_key_id"""
 
 
@@ -168,7 +204,7 @@ def _models_table() -> dict:
     return {
         "type": "table", "title": "Usage by model",
         "description": "Per model x provider over the range, ordered by cost. Share of requests = the model's "
-                       "requests / all requests of the key in the range.",
+                       "requests / all requests of the key (or org, project, all keys) in the range.",
         "datasource": CLICKHOUSE, "gridPos": {"x": 0, "y": 20, "w": 24, "h": 9},
         "targets": [_clickhouse_target(MODELS_SQL)],
         "fieldConfig": {"defaults": {"noValue": NO_USAGE, "custom": {"align": "auto"}},
@@ -219,11 +255,12 @@ def key_usage_dashboard() -> dict:
         panel["id"] = i + 1
     return _dashboard(
         uid="meterline-key-usage", title="meterline / API key usage", panels=panels,
-        description="Usage of one API key, exactly as meterline's usage API reports it. 15-minute windows count "
-                    "when their start lies in the picked range; times are UTC.",
+        description="Usage of one API key (or, with key All, of the chosen org, project, or every key), exactly as "
+                    "meterline's usage API reports it. 15-minute windows count when their start lies in the picked "
+                    "range; times are UTC.",
         variables=[_query_variable("org", "Org", ORG_VARIABLE_SQL, include_all=True),
                    _query_variable("project", "Project", PROJECT_VARIABLE_SQL, include_all=True),
-                   _query_variable("key", "API key", KEY_VARIABLE_SQL, include_all=False)],
+                   _query_variable("key", "API key", KEY_VARIABLE_SQL, include_all=True)],
         time_from="now-7d", refresh="5m")
 
 

@@ -128,9 +128,24 @@ class SyntheticGateway:
             "status": "error" if self._rng.random() < 0.02 else "ok",
             "latency_ms": self._rng.randint(200, 9000),
         }
+        self._add_units(event)
         self._recent[api_key_id] = (self._recent[api_key_id] + [event])[-50:]
         self.stats.events += 1
         return event
+
+    def _add_units(self, event: dict) -> None:
+        """Some units beyond the five token fields, as the providers report them (docs/pricing.md): Anthropic
+        cache writes of both lifetimes and web searches, Gemini image input and thinking."""
+        if self._rng.random() >= 0.3:
+            return
+        input_tokens, cache_read = event["input_tokens"], event["cache_read_tokens"]
+        if event["provider"] == "anthropic":
+            write = (input_tokens - cache_read) // 2
+            event["cache_write_tokens"] = write
+            event["usage"] = {"cache_write_1h_tokens": write // 3, "web_searches": self._rng.randint(0, 2)}
+        elif event["provider"] == "google":
+            event["usage"] = {"input_image_tokens": min(258, input_tokens - cache_read)}
+            event["reasoning_tokens"] = event["output_tokens"] // 3
 
     def _maybe_retry(self, api_key_id: str) -> dict | None:
         recent = self._recent[api_key_id]

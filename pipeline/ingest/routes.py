@@ -9,6 +9,7 @@ from pipeline.ingest.adapters.anthropic import AnthropicAdapter
 from pipeline.ingest.adapters.base import NDJSON, Mapped
 from pipeline.ingest.adapters.cloudevents import BATCH, STRUCTURED, CloudEventsAdapter
 from pipeline.ingest.adapters.contract import ContractAdapter
+from pipeline.ingest.adapters.gemini import GeminiAdapter
 from pipeline.ingest.adapters.litellm import LiteLLMAdapter
 from pipeline.ingest.adapters.openai import OpenAIAdapter
 from pipeline.ingest.adapters.otlp import OtlpTracesAdapter
@@ -51,6 +52,7 @@ def build_routes() -> tuple[Route, ...]:
         Route("/v1/cloudevents", cloudevents),
         Route("/v1/openai", _json(OpenAIAdapter())),
         Route("/v1/anthropic", _json(AnthropicAdapter())),
+        Route("/v1/gemini", _json(GeminiAdapter())),
         Route("/v1/litellm", _json(LiteLLMAdapter())),
         Route("/v1/otlp/v1/traces", {JSON: OtlpTracesAdapter()}, otlp=True),
     )

@@ -1,153 +1,267 @@
-"""Exact, fast pricing of usage events, with linear coefficients derived from genai-prices itself.
+"""Exact, fast pricing of every usage unit genai-prices prices, at each event's own time and tier.
 
-Within one price sheet (one model, one conditional price period) and one tier, genai-prices is linear in
-the token counts, so a :class:`Rate` prices the *summed* counts of any number of events exactly. Each
-Rate is derived by probing ``ModelPrice.calc_price`` with unit usages, then checked against one mixed
-usage on the original sheet. Only the bundled snapshot is used: live price updates are never enabled.
+How genai-prices prices usage (``ModelPrice.calc_price``): a price sheet prices a set of units closed under
+"whole of" and "overlap of" (pipeline/units.py); each priced unit's *leaf* count (its count less the leaves of
+its priced parts) is multiplied by its price, so every token is priced once, at the most specific price the
+sheet has for it. Within one sheet and one tier that is linear in the counts, so a :class:`Rate` prices the
+*summed* counts of any number of events exactly, leaf by leaf, and says what each unit cost
+(:attr:`Cost.by_unit`, the rollups' ``unit_costs``, which leave out the two remainders ``input_tokens`` and
+``output_tokens``: readers derive them, pipeline/measures.py ``costs_by_unit``). Only the bundled snapshot is
+used: live price updates are never enabled.
 
-Lookup (:meth:`PriceBook.rate_for`):
+Lookup (:meth:`PriceBook.rate_for`, cached per model, provider, service tier and UTC minute):
 
-* Overrides (TOML, see :func:`load_overrides`) win: the newest entry for the model (and the provider,
-  when the entry names one) whose ``effective_from`` is at or before the event.
-* Otherwise genai-prices: a provider it knows prices the event with that provider's price (or the
-  provider's own fallback providers, e.g. azure -> openai); a provider it does not know is ignored and
-  the model is matched alone (genai-prices infers the provider from the model name); no match -> None,
-  which the caller counts as unpriced. A known provider that has no price for the model also gives None.
-* genai-prices puts per-request fees in ``total_price`` only; here they go to the input side, so
-  input + output always equals genai-prices' ``total_price``.
-* Not applied, as events carry nothing to select or count them: genai-prices price variants (service
-  tier, batch, ...) and non-token prices (web searches, audio hours, pages). Counts are trusted to meet
-  the event contract (cache reads + writes <= input, reasoning <= output); genai-prices would raise.
-* Money is stored as ClickHouse Decimal(38, 24). genai-prices holds float artifacts (0.18000000000000002
-  USD/MTok) and truncated repeating decimals (0.041666666666666664 USD/MTok) that need up to 24 decimal
-  places per token; a sheet needing more would count as unpriced unless an override prices the model.
+* The model id is resolved first (pipeline/metering/models.py: operator aliases, provider prefixes, Bedrock ids,
+  case).
+* Overrides (pipeline/metering/overrides.py) win: among the entries for the model (and the provider, when the
+  entry names one) in effect at the event's time, the newest ``effective_from`` wins; at equal dates an entry
+  for the event's service tier, then one for its provider, then one with a schedule that holds the event's
+  time, wins over the more general one. A tier ``multiplier`` scales the price that applies without the tier.
+* Otherwise genai-prices, at the event's time, with the event's service tier as genai-prices' *price
+  context* (:func:`price_context`: ``batch`` selects its batch-processing prices, ``flex`` / ``priority`` its
+  tier prices); a provider it knows prices with that provider's price (or its fallback providers', e.g. azure
+  -> openai, where genai-prices applies no tier prices); a provider it does not know is ignored; no match ->
+  None, counted as unpriced.
+* genai-prices puts per-request fees and units without a direction (web searches, audio seconds overall) in
+  ``total_price`` only; here they go to the input side, so input + output always equals genai-prices' total.
+* Money is integer units of 1e-24 USD (ClickHouse ``Decimal(38, 24)``). A sheet whose price of one token or
+  one request needs more than 24 decimal places is unpriced (none in the pinned snapshot; a test pins that).
+  Per-second audio prices often do not terminate (0.111 / 3600): those units are priced event by event,
+  rounded half-even to 1e-24 USD per unit (:meth:`Rate.price_apart`), with genai-prices' own adjustments
+  (Groq's 10-second minimum). Counts meet the contract (pipeline/units.py), so no leaf is negative.
 
 Rate versions: ``genai-prices <version> <provider>/<model>``, plus `` p<i> <constraint>`` for the i-th
-conditional price (``from 2026-03-13``, ``00:30-16:30Z``) and `` in<=N`` / `` in>N`` for tiers; an
-override is ``override [<provider>/]<model> <effective_from>``.
+conditional price (``from 2026-03-13``, ``00:30-16:30Z``), `` in<=N`` / `` in>N`` for tiers and
+`` +<tier> v<i>,…`` for the price variants a service tier applied; an override is ``override
+[<provider>/]<model> <effective_from>`` with `` tier=<tier>`` and its schedule when it has them, and
+`` x<multiplier> <tier>`` when a tier multiplier scaled it.
 
-Constraint boundaries in the snapshot (start dates, times of day) all fall on whole UTC minutes (a test
-proves it), so the chosen sheet is cached per (model, provider, UTC minute).
+The chosen sheet is cached per UTC minute: constraint boundaries in the snapshot fall on whole UTC minutes (a
+test proves it), override schedules are in whole local minutes, and a minute whose zone offset is not whole
+(or changes inside it) is not cached but judged at the event's millisecond.
 """
 
 from __future__ import annotations
 
 import logging
-import tomllib
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
-from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal, Inexact, localcontext
+from fractions import Fraction
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import genai_prices
 from genai_prices import Usage, data
-from genai_prices.data_snapshot import DataSnapshot, find_provider_by_id
+from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import ModelInfo, ModelPrice, StartDateConstraint, TieredPrices, TimeOfDateConstraint
 
 from pipeline.clock import MINUTE_MS
-from pipeline.measures import Counts
+from pipeline.measures import REMAINDERS, Counts, costs_by_unit
+from pipeline.metering.models import ModelResolver, Resolved
+from pipeline.metering.money import (EXACT, USD_DECIMALS, USD_SCALE, PricingError, divide_half_even, quantize_usd,
+                                     round_usd, to_units, usd_text)
+from pipeline.metering.overrides import ANY_MODEL, NONE, PRICE_KEYS, PriceOverride, PriceOverrides, load_overrides
+from pipeline.units import BY_NAME, TOP_LEVEL, USAGE_UNITS, Decomposition, decomposition
 
-# Inexact is trapped: any rounding raises instead of silently changing money.
-EXACT = Context(prec=50, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
-USD_DECIMALS = 24  # ClickHouse Decimal(38, 24): 14 integer digits, 24 decimals
-USD_SCALE = Decimal(1).scaleb(-USD_DECIMALS)
+__all__ = ("EXACT", "USD_DECIMALS", "USD_SCALE", "PricingError", "quantize_usd", "usd_text", "Cost", "Rate",
+           "TieredRates", "PriceBook", "PriceOverride", "load_overrides", "price_context", "snapshot_rates")
+
 MAX_CACHED = 100_000  # bounds memory if model/provider strings are high-cardinality
 _MISS = object()
+_NO_UNITS: dict[str, int] = {}  # Cost.by_unit of a group of plain events: shared, never mutated
 _log = logging.getLogger(__name__)
+# Units an event may carry only in its usage object: the only ones a Rate may price event by event.
+_APART_ALLOWED = frozenset(USAGE_UNITS)
+# genai-prices bills these Groq models at least 10 seconds per request (genai_prices/types.py,
+# ModelInfo.calc_price; Groq's speech-to-text pricing).
+GROQ_MINIMUM_SECONDS = {("groq", "whisper-large-v3"): 10, ("groq", "whisper-large-v3-turbo"): 10}
 
 
-class PricingError(ValueError):
-    """Bad price configuration, or money that cannot be represented exactly."""
+def price_context(service_tier: str) -> dict[str, str]:
+    """genai-prices' price context for an event's ``service_tier`` (lower-cased): ``batch`` is its
+    ``processing: batch`` (batch APIs), ``fast`` also its ``speed: fast``; anything else its ``service_tier``
+    (OpenAI's and Google's ``flex`` / ``priority``; ``default`` or ``standard`` select the standard prices)."""
+    tier = service_tier.strip().lower()
+    if tier == "batch":
+        return {"processing": "batch", "service_tier": "batch"}
+    if tier == "fast":
+        return {"service_tier": "fast", "speed": "fast"}
+    return {"service_tier": tier}
 
 
-def _to_units(amount: Decimal) -> int:
-    """``amount`` USD in units of 1e-24 USD, or PricingError when it is not a whole number of them."""
-    with localcontext(EXACT):
-        try:
-            units = amount.scaleb(USD_DECIMALS)
-            return int(units.to_integral_exact())
-        except (Inexact, InvalidOperation) as error:
-            raise PricingError(f"{amount} USD is not a whole number of 1e-{USD_DECIMALS} USD") from error
-
-
-def usd_text(units: int) -> str:
-    """Exact decimal text of ``units`` x 1e-24 USD, e.g. 1500000000000000000000000 -> '1.500000000000000000000000'."""
-    sign, units = ("-", -units) if units < 0 else ("", units)
-    whole, fraction = divmod(units, 10**USD_DECIMALS)
-    return f"{sign}{whole}.{fraction:0{USD_DECIMALS}d}"
-
-
-def quantize_usd(amount: Decimal) -> Decimal:
-    """``amount`` with exponent -24 (ClickHouse Decimal(38, 24)); raises rather than round."""
-    try:
-        quantized = amount.quantize(USD_SCALE, context=EXACT)
-    except (Inexact, InvalidOperation) as error:
-        raise PricingError(f"{amount} USD does not fit Decimal(38, 24) exactly") from error
-    if len(quantized.as_tuple().digits) > 38:
-        raise PricingError(f"{amount} USD does not fit Decimal(38, 24)")
-    return quantized
-
-
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """The exact cost of summed usage, in integer units of 1e-24 USD (ClickHouse ``Decimal(38, 24)``);
-    :func:`usd_text` turns units into exact decimal text."""
+class Cost(NamedTuple):
+    """The exact cost of summed usage, in integer units of 1e-24 USD (ClickHouse ``Decimal(38, 24)``).
+    ``by_unit``: the cost of each priced unit with a non-zero cost (unit name -> units), except the two
+    remainders ``input_tokens`` and ``output_tokens`` (pipeline/measures.py :data:`REMAINDERS`), whose costs
+    are the sides' costs less the other units' (:meth:`all_units`): it is what the rollups' ``unit_costs``
+    stores, empty for a group of plain events. (A NamedTuple: one is built per rollup group, on the hot path.)"""
 
     input_units: int
     output_units: int
+    by_unit: Mapping[str, int] = {}  # noqa: RUF012 - shared, never mutated (msgspec encodes a dict, not a proxy)
 
     @property
     def total_units(self) -> int:
         return self.input_units + self.output_units
 
+    def all_units(self) -> dict[str, int]:
+        """The cost of every priced unit with a non-zero cost, the remainders included (as readers show it);
+        it sums to :attr:`total_units`."""
+        return costs_by_unit(self.by_unit, self.input_units, self.output_units)
 
-@dataclass(frozen=True, slots=True)
+
 class Rate:
-    """A linear price sheet: cost = sum(count * coefficient). Fixed model, price period and tier.
+    """One price sheet, flattened to one tier: USD per ``per`` units of each priced unit (genai-prices' own
+    amounts). Equal sheets are equal Rates; the rollup groups events by :attr:`version`.
 
-    Coefficients are USD per token of each kind (or per request), split as genai-prices splits them.
+    :meth:`price` prices a group's summed :class:`~pipeline.measures.Counts` leaf by leaf; units whose price of
+    one unit is not a whole number of 1e-24 USD (:attr:`apart`) are priced per event by :meth:`price_apart`
+    and summed in ``Counts.priced_apart``.
     """
 
-    version: str
-    input_token: Decimal  # per input token that is neither a cache read nor a cache write
-    cache_read_token: Decimal
-    cache_write_token: Decimal
-    input_request: Decimal  # per request; includes genai-prices' direction-less request fees
-    output_token: Decimal  # per output token that is not a reasoning token
-    reasoning_token: Decimal
-    output_request: Decimal
-    _units: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
+    __slots__ = ("version", "prices", "minimum_seconds", "apart", "_plan", "_unit_prices", "_output", "_stored",
+                 "_fast", "_apart_blocks", "_hash")
 
-    def cost(self, requests: int, input_tokens: int, cache_read_tokens: int, cache_write_tokens: int,
-             output_tokens: int, reasoning_tokens: int) -> tuple[Decimal, Decimal]:
-        """(input_cost, output_cost) in USD, exact, for the summed counts of `requests` events."""
-        input_units, output_units = self.cost_units(requests, input_tokens, cache_read_tokens, cache_write_tokens,
-                                                    output_tokens, reasoning_tokens)
-        return Decimal(input_units).scaleb(-USD_DECIMALS), Decimal(output_units).scaleb(-USD_DECIMALS)
+    def __init__(self, version: str, prices: Mapping[str, Decimal], minimum_seconds: int = 0) -> None:
+        self.version = version
+        self.prices = tuple(sorted(prices.items()))  # (unit name, USD per BY_NAME[unit].per)
+        self.minimum_seconds = minimum_seconds
+        self._plan = Decomposition(frozenset(prices))
+        unit_prices: list[int | None] = []
+        apart: dict[str, tuple[int, int]] = {}
+        for name in self._plan.order:
+            block = to_units(prices[name])  # USD per `per` units; PricingError past 24 decimal places
+            per_unit, remainder = divmod(block, BY_NAME[name].per)
+            if not remainder:
+                unit_prices.append(per_unit)
+            elif name in _APART_ALLOWED:
+                unit_prices.append(None)
+                apart[name] = (block, BY_NAME[name].per)
+            else:
+                raise PricingError(f"{version}: one {BY_NAME[name].counts} of {name} costs {prices[name]} / "
+                                   f"{BY_NAME[name].per} USD, more than {USD_DECIMALS} decimal places")
+        self._unit_prices = tuple(unit_prices)
+        self._apart_blocks = apart
+        self.apart = frozenset(apart)
+        self._output = tuple(BY_NAME[name].direction == "output" for name in self._plan.order)
+        self._stored = tuple(name not in REMAINDERS for name in self._plan.order)
+        self._fast = self._fast_coefficients()
+        self._hash = hash((self.version, self.prices))
 
-    def cost_units(self, requests: int, input_tokens: int, cache_read_tokens: int, cache_write_tokens: int,
-                   output_tokens: int, reasoning_tokens: int) -> tuple[int, int]:
-        """The same cost in integer units of 1e-24 USD: plain int arithmetic, several times faster than
-        Decimal, and exact because every coefficient is a whole number of units (checked on creation)."""
-        i, cr, cw, ireq, o, r, oreq = self._units
-        return ((input_tokens - cache_read_tokens - cache_write_tokens) * i + cache_read_tokens * cr
-                + cache_write_tokens * cw + requests * ireq,
-                (output_tokens - reasoning_tokens) * o + reasoning_tokens * r + requests * oreq)
+    def _fast_coefficients(self) -> tuple[int | None, ...]:
+        """Price of one token of each top-level kind and of one request; None for a cache read, cache write or
+        reasoning token the sheet does not price on its own (genai-prices then prices it as its whole)."""
+        price = dict(zip(self._plan.order, self._unit_prices))
+        return (price.get("input_tokens", 0), price.get("cache_read_tokens"), price.get("cache_write_tokens"),
+                price.get("output_tokens", 0), price.get("output_reasoning_tokens"), price.get("requests"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rate) and (self.version, self.prices, self.minimum_seconds) == (
+            other.version, other.prices, other.minimum_seconds)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"Rate({self.version!r})"
 
     def price(self, counts: Counts) -> Cost:
         """The exact cost of a group's summed counts (all priced with this rate)."""
-        return Cost(*self.cost_units(counts.requests, counts.input_tokens, counts.cache_read_tokens,
-                                     counts.cache_write_tokens, counts.output_tokens, counts.reasoning_tokens))
+        if counts.units is None:
+            return self._price_top_level(counts)
+        values = {name: counts.value(name) for name in self._plan.order}
+        leaves = self._plan.leaves(values)
+        apart = counts.priced_apart or {}
+        by_unit: dict[str, int] = {}
+        input_units = output_units = 0
+        for name, leaf, unit_price, output, stored in zip(self._plan.order, leaves, self._unit_prices, self._output,
+                                                          self._stored):
+            cost = apart.get(name, 0) if unit_price is None else leaf * unit_price
+            if cost:
+                if stored:
+                    by_unit[name] = cost
+                if output:
+                    output_units += cost
+                else:
+                    input_units += cost
+        return Cost(input_units, output_units, by_unit)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_units", tuple(_to_units(c) for c in self.coefficients()))
+    def _price_top_level(self, c: Counts) -> Cost:
+        """The common case, a group without ``usage`` units: a few products, as cheap as it gets. The
+        remainders (input_tokens, output_tokens) are in the sides' costs only, never in ``by_unit``."""
+        i, cr, cw, o, r, req = self._fast
+        leaf_in, leaf_out = c.input_tokens, c.output_tokens
+        by_unit = {}
+        if cr is not None and (n := c.cache_read_tokens):
+            leaf_in -= n
+            if cost := n * cr:
+                by_unit["cache_read_tokens"] = cost
+        if cw is not None and (n := c.cache_write_tokens):
+            leaf_in -= n
+            if cost := n * cw:
+                by_unit["cache_write_tokens"] = cost
+        if req and (cost := c.requests * req):
+            by_unit["requests"] = cost
+        input_units = leaf_in * i
+        if by_unit:
+            input_units += sum(by_unit.values())
+        if r is not None and (n := c.reasoning_tokens):
+            leaf_out -= n
+            if cost := n * r:
+                by_unit["output_reasoning_tokens"] = cost
+                return Cost(input_units, leaf_out * o + cost, by_unit)
+        return Cost(input_units, leaf_out * o, by_unit or _NO_UNITS)
 
-    def coefficients(self) -> tuple[Decimal, ...]:
-        return (self.input_token, self.cache_read_token, self.cache_write_token, self.input_request,
-                self.output_token, self.reasoning_token, self.output_request)
+    def price_apart(self, values: Mapping[str, int]) -> dict[str, int] | None:
+        """One event's cost units of the :attr:`apart` units (its unit values: top-level and ``usage``); None
+        when it has none of them. The exact costs are rounded half-even to 1e-24 USD once per side of the event
+        (output units, then the rest), as genai-prices' own per-event sums would be, and split by unit with
+        cumulative rounding so the units add up to the rounded sides. Applies genai-prices' minimum billed
+        seconds where it has one."""
+        if not any(values.get(name) for name in self.apart):
+            return None
+        if self.minimum_seconds:
+            values = self._billed_seconds(values)
+        exact = [(self._output[i], name, Fraction(self._apart_blocks[name][0] * leaf, self._apart_blocks[name][1]))
+                 for i, (name, leaf) in enumerate(zip(self._plan.order, self._plan.leaves(values)))
+                 if name in self._apart_blocks and leaf]
+        costs = {}
+        running, rounded = Fraction(0), 0
+        for output in (True, False):  # the output side's sum is rounded on its own, like genai-prices' output_price
+            for is_output, name, cost in exact:
+                if is_output is output:
+                    running += cost
+                    now = divide_half_even(running.numerator, running.denominator)
+                    costs[name], rounded = now - rounded, now
+        return costs
+
+    def _billed_seconds(self, values: Mapping[str, int]) -> dict[str, int]:
+        """genai-prices' rule for Groq's Whisper models: seconds billed are at least the minimum, and both
+        audio_seconds and input_audio_seconds are set to them."""
+        reported = values.get("audio_seconds") or values.get("input_audio_seconds", 0)
+        billed = max(reported, self.minimum_seconds) if reported > 0 else 0
+        return {**values, "audio_seconds": billed, "input_audio_seconds": billed}
+
+    def cost(self, requests: int, input_tokens: int, cache_read_tokens: int = 0, cache_write_tokens: int = 0,
+             output_tokens: int = 0, reasoning_tokens: int = 0, **units: int) -> tuple[Decimal, Decimal]:
+        """(input_cost, output_cost) in USD of summed counts given by name (tests and tools; the pipeline
+        prices :class:`Counts`)."""
+        counts = Counts()
+        counts.requests, counts.input_tokens, counts.output_tokens = requests, input_tokens, output_tokens
+        counts.cache_read_tokens, counts.cache_write_tokens = cache_read_tokens, cache_write_tokens
+        counts.reasoning_tokens = reasoning_tokens
+        if units:
+            counts.add_units(units)
+        cost = self.price(counts)
+        return Decimal(cost.input_units).scaleb(-USD_DECIMALS), Decimal(cost.output_units).scaleb(-USD_DECIMALS)
+
+    def scaled(self, multiplier: Decimal, suffix: str) -> Rate:
+        """This rate with every price times ``multiplier`` (a service tier's multiplier)."""
+        with localcontext(EXACT):
+            return Rate(f"{self.version}{suffix}", {name: price * multiplier for name, price in self.prices},
+                        self.minimum_seconds)
 
 
 class TieredRates(NamedTuple):
@@ -159,132 +273,14 @@ class TieredRates(NamedTuple):
     def rate_for(self, input_tokens: int) -> Rate | None:
         return self.rates[bisect_left(self.starts, input_tokens)]
 
-
-@dataclass(frozen=True, slots=True)
-class PriceOverride:
-    """A negotiated or private price; amounts in USD per 1M tokens (``request``: USD per request)."""
-
-    model: str
-    effective_from: datetime  # aware, on a whole UTC minute
-    input_mtok: Decimal
-    output_mtok: Decimal
-    provider: str | None = None
-    cache_read_mtok: Decimal | None = None  # None: same as input_mtok
-    cache_write_mtok: Decimal | None = None
-    request: Decimal = Decimal(0)
-
-    def __post_init__(self) -> None:
-        if self.effective_from.tzinfo is None or self.effective_from.timestamp() % 60:
-            raise PricingError(f"override {self.model}: effective_from must be aware and on a whole UTC minute")
-
-    def rate(self) -> Rate:
-        cache_read = self.input_mtok if self.cache_read_mtok is None else self.cache_read_mtok
-        cache_write = self.input_mtok if self.cache_write_mtok is None else self.cache_write_mtok
-        with localcontext(EXACT):
-            per_token = [m / 1_000_000 for m in (self.input_mtok, cache_read, cache_write, self.output_mtok)]
-        when = self.effective_from.astimezone(UTC)
-        stamp = when.date().isoformat() if when.time() == time(0) else when.strftime("%Y-%m-%dT%H:%MZ")
-        scope = f"{self.provider}/{self.model}" if self.provider else self.model
-        return Rate(f"override {scope} {stamp}", per_token[0], per_token[1], per_token[2], self.request,
-                    per_token[3], per_token[3], Decimal(0))
+    def scaled(self, multiplier: Decimal, suffix: str) -> TieredRates:
+        return TieredRates(self.starts, tuple(r and r.scaled(multiplier, suffix) for r in self.rates))
 
 
-_MONEY_FIELDS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "request")
-_REQUIRED = ("model", "effective_from", "input_mtok", "output_mtok")
-_ALL_FIELDS = ("model", "provider", "effective_from", *_MONEY_FIELDS)
+Priced = Rate | TieredRates | None
 
 
-def load_overrides(path: Path) -> list[PriceOverride]:
-    """Parse and validate a price overrides file; one PricingError lists every bad entry and field."""
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise PricingError(f"{path}: cannot read price overrides: {error}") from error
-    entries = document.pop("price", [])
-    errors = [f"unknown top-level key {key!r} (expected [[price]] entries)" for key in document]
-    if not isinstance(entries, list):
-        entries, errors = [], [*errors, "'price' must be an array of tables ([[price]])"]
-    overrides: list[PriceOverride] = []
-    seen: dict[tuple[str, str | None, datetime], int] = {}
-    for index, entry in enumerate(entries):
-        problems: list[str] = []
-        override = _parse_override(entry, problems)
-        errors += [f"price[{index}]: {problem}" for problem in problems]
-        if override is None:
-            continue
-        key = (override.model.lower(), override.provider and override.provider.lower(), override.effective_from)
-        if key in seen:  # two prices for the same instant: which one wins would be arbitrary
-            errors.append(f"price[{index}]: same model, provider and effective_from as price[{seen[key]}]")
-        seen.setdefault(key, index)
-        overrides.append(override)
-    if errors:
-        raise PricingError(f"{path}: invalid price overrides:\n  " + "\n  ".join(errors))
-    return overrides
-
-
-def _parse_override(entry: object, problems: list[str]) -> PriceOverride | None:
-    if not isinstance(entry, dict):
-        problems.append("must be a table")
-        return None
-    problems += [f"unknown key {key!r}" for key in entry if key not in _ALL_FIELDS]
-    problems += [f"missing required field {key!r}" for key in _REQUIRED if key not in entry]
-    fields: dict[str, Any] = {}
-    for key in ("model", "provider"):
-        if key in entry:
-            fields[key] = _text(key, entry[key], problems)
-    if "effective_from" in entry:
-        fields["effective_from"] = _instant(entry["effective_from"], problems)
-    for key in _MONEY_FIELDS:
-        if key in entry:
-            fields[key] = _money(key, entry[key], problems)
-    return None if problems else PriceOverride(**fields)
-
-
-def _text(field: str, value: object, problems: list[str]) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    problems.append(f"field {field!r}: must be a non-empty string")
-    return None
-
-
-def _instant(value: object, problems: list[str]) -> datetime | None:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            problems.append("field 'effective_from': a datetime needs an offset, e.g. 2026-01-01T00:00:00Z")
-            return None
-        instant = value.astimezone(UTC)
-    elif isinstance(value, date):
-        instant = datetime(value.year, value.month, value.day, tzinfo=UTC)
-    else:
-        problems.append("field 'effective_from': must be a TOML date or offset datetime")
-        return None
-    if instant.second or instant.microsecond:  # the rate cache is per UTC minute
-        problems.append("field 'effective_from': must fall on a whole UTC minute")
-        return None
-    return instant
-
-
-def _money(field: str, value: object, problems: list[str]) -> Decimal | None:
-    if isinstance(value, float):
-        problems.append(f"field {field!r}: TOML floats are not exact; write a string, e.g. \"3.00\"")
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        problems.append(f"field {field!r}: must be a string (e.g. \"3.00\") or an integer")
-        return None
-    with localcontext(Context(traps=[])):  # a malformed number becomes NaN instead of raising
-        amount = Decimal(value.strip() if isinstance(value, str) else value)
-    if not amount.is_finite() or amount < 0:
-        problems.append(f"field {field!r}: {value!r} is not a non-negative decimal amount")
-        return None
-    unit = "request" if field == "request" else "token"
-    try:  # per-token prices must be exact at the stored scale too, or costs could not be stored exactly
-        with localcontext(EXACT):
-            quantize_usd(amount if unit == "request" else amount / 1_000_000)
-    except (PricingError, ArithmeticError):
-        problems.append(f"field {field!r}: {value!r} is not exact in USD per {unit} at {USD_DECIMALS} decimal places")
-        return None
-    return amount
-
+# ---- genai-prices sheets ----------------------------------------------------------------------------------
 
 def _sheets(owner: str, model: ModelInfo) -> list[tuple[str, ModelPrice]]:
     """Each price sheet of the model, with the version that identifies it."""
@@ -304,153 +300,264 @@ def _describe(constraint: StartDateConstraint | TimeOfDateConstraint | None) -> 
     return ""
 
 
-def _sheet_rates(version: str, sheet: ModelPrice) -> Rate | TieredRates:
-    starts = sorted({tier.start for price in vars(sheet).values() if isinstance(price, TieredPrices)
-                     for tier in price.tiers})
+def _sheet_prices(sheet: ModelPrice) -> dict[str, Decimal | TieredPrices]:
+    """Unit name -> price of every unit the sheet prices (genai-prices' price keys mapped to unit names)."""
+    prices = {}
+    for key, value in vars(sheet).items():
+        if value is None or key.startswith("_"):
+            continue
+        if key not in PRICE_KEYS:
+            raise PricingError(f"genai-prices price key {key!r} is not in pipeline/units.py: update the unit table")
+        prices[PRICE_KEYS[key]] = value
+    return prices
+
+
+def sheet_rates(version: str, sheet: ModelPrice, minimum_seconds: int = 0) -> Rate | TieredRates:
+    """The Rate of a sheet, or one Rate per input-token band of a tiered sheet (genai-prices' tiers: the
+    whole request is priced at the tier its input_tokens exceed)."""
+    prices = _sheet_prices(sheet)
+    starts = sorted({tier.start for price in prices.values() if isinstance(price, TieredPrices) for tier in price.tiers})
     if not starts:
-        return _derive_rate(version, sheet, sheet, 10)
+        return _derive_rate(version, prices, sheet, 10, minimum_seconds)  # type: ignore[arg-type]
     bands = [(f" in<={starts[0]}", min(10, starts[0]))] + [(f" in>{start}", start + 1) for start in starts]
     return TieredRates(tuple(starts), tuple(
-        _derive_rate(version + suffix, _flatten(sheet, inside), sheet, inside) for suffix, inside in bands))
+        _derive_rate(version + suffix, _flatten(prices, inside), sheet, inside, minimum_seconds)
+        for suffix, inside in bands))
 
 
-def _flatten(sheet: ModelPrice, input_tokens: int) -> ModelPrice:
-    """The sheet with each TieredPrices replaced by the tier genai-prices picks for ``input_tokens``."""
-    def pick(price: Any) -> Any:
+def _flatten(prices: dict[str, Decimal | TieredPrices], input_tokens: int) -> dict[str, Decimal]:
+    """Each TieredPrices replaced by the tier genai-prices picks for ``input_tokens``."""
+    def pick(price: Decimal | TieredPrices) -> Decimal:
         if not isinstance(price, TieredPrices):
             return price
         return next((t.price for t in reversed(price.tiers) if input_tokens > t.start), price.base)
-    return ModelPrice(**{key: pick(price) for key, price in vars(sheet).items()})
+    return {name: pick(price) for name, price in prices.items()}
 
 
-def _derive_rate(version: str, flat: ModelPrice, original: ModelPrice, inside: int) -> Rate:
-    """Probe the flat sheet with unit usages; verify on the original sheet with a usage in the band."""
-    with localcontext(EXACT):
-        zero = flat.calc_price(Usage())
-        def extra(side: str, **tokens: int) -> Decimal:
-            return flat.calc_price(Usage(**tokens))[side] - zero[side]  # type: ignore[literal-required]
-        rate = Rate(version, extra("input_price", input_tokens=1),
-                    extra("input_price", input_tokens=1, cache_read_tokens=1),
-                    extra("input_price", input_tokens=1, cache_write_tokens=1),
-                    zero["total_price"] - zero["output_price"], extra("output_price", output_tokens=1),
-                    extra("output_price", output_tokens=1, output_reasoning_tokens=1), zero["output_price"])
-        counts = (inside, inside // 3, inside // 4, 9, 4)
-        expected = original.calc_price(Usage(
-            input_tokens=counts[0], cache_read_tokens=counts[1], cache_write_tokens=counts[2],
-            output_tokens=counts[3], output_reasoning_tokens=counts[4]))
-    if rate.cost(1, *counts) != (expected["total_price"] - expected["output_price"], expected["output_price"]):
-        raise PricingError(f"{version}: genai-prices is not linear as assumed; pricing would be inexact")
+def _derive_rate(version: str, prices: dict[str, Decimal], sheet: ModelPrice, inside: int,
+                 minimum_seconds: int) -> Rate:
+    """The Rate of flat prices, checked against genai-prices itself (on the original, possibly tiered, sheet)
+    with a usage in the band that exercises every unit the sheet prices: a change of genai-prices' semantics
+    fails here, loudly, instead of pricing wrong."""
+    rate = Rate(version, prices, minimum_seconds)
+    values = _probe(frozenset(prices), inside)
+    counts = Counts()
+    counts.requests = 1
+    for field_name, unit in TOP_LEVEL.items():
+        setattr(counts, field_name, values.get(unit, 0))
+    counts.add_units({name: v for name, v in values.items() if name in _APART_ALLOWED})
+    if rate.apart:
+        counts.priced_apart = rate.price_apart(values)
+        values = rate._billed_seconds(values) if minimum_seconds else values
+    ours = rate.price(counts)
+    with localcontext(EXACT.copy()) as context:
+        context.traps[Inexact] = False  # genai-prices divides per-second prices with rounding
+        expected = sheet.calc_price(Usage(**{n: v for n, v in values.items() if n != "requests"}))
+    want = [expected["total_price"], expected["output_price"]]
+    if rate.apart:
+        want = [round_usd(amount) for amount in want]
+    got = [Decimal(ours.total_units).scaleb(-USD_DECIMALS), Decimal(ours.output_units).scaleb(-USD_DECIMALS)]
+    if got != want:
+        raise PricingError(f"{version}: genai-prices is not linear as assumed; pricing would be inexact "
+                           f"(total, output: {got} != {want})")
     return rate
 
 
+def _probe(priced: frozenset[str], inside: int) -> dict[str, int]:
+    """Consistent values for every priced unit (and input/output): leaf values of 1..3 per unit, each unit's
+    value its leaf plus its parts' leaves, and input_tokens made up to ``inside`` where it is smaller."""
+    plan = decomposition(priced | {"input_tokens", "output_tokens"})
+    leaves = [1 + index % 3 for index in range(len(plan.order))]
+    values = {name: leaves[index] + sum(leaves[i] for i in plan.parts_in[index])
+              for index, name in enumerate(plan.order)}
+    values["input_tokens"] = max(values["input_tokens"], inside)
+    values["requests"] = 1
+    return values
+
+
 def snapshot_rates() -> Iterator[Rate]:
-    """Every Rate derivable from the bundled snapshot (all providers, models, periods and tiers)."""
+    """Every Rate derivable from the bundled snapshot's standard prices (all providers, models, periods,
+    tiers)."""
     for provider in data.providers:
         for model in provider.models:
+            minimum = GROQ_MINIMUM_SECONDS.get((provider.id, model.id), 0)
             for version, sheet in _sheets(provider.id, model):
-                priced = _sheet_rates(version, sheet)
-                yield from priced.rates if isinstance(priced, TieredRates) else (priced,)
+                priced = sheet_rates(version, sheet, minimum)
+                yield from (r for r in priced.rates if r) if isinstance(priced, TieredRates) else (priced,)
 
 
-def _is_exact_at(amount: Decimal, places: int) -> bool:
-    with localcontext(EXACT):
-        return amount.normalize().as_tuple().exponent >= -places  # type: ignore[operator]
-
-
-def _owner_id(providers: Sequence[Any], model: ModelInfo) -> str:
-    return next(p.id for p in providers if any(m is model for m in p.models))
-
+# ---- the price book -----------------------------------------------------------------------------------------
 
 class PriceBook:
-    """Prices events: overrides first, then the bundled genai-prices snapshot.
+    """Prices events: overrides first, then the bundled genai-prices snapshot (see the module docstring).
 
-    Each price sheet and tier is derived once into one Rate object, so equal inputs return the same Rate.
+    Each price sheet, tier and service-tier variant is derived once into one Rate object, so equal inputs
+    return the same Rate.
     """
 
-    def __init__(self, overrides: Sequence[PriceOverride] = (), *, exact_decimals: int | None = USD_DECIMALS) -> None:
-        """``exact_decimals``: a genai-prices sheet whose coefficients need more decimal places counts as
-        unpriced, as its costs could not be stored (ClickHouse Decimal(38, 24)) without rounding; None
-        keeps every sheet."""
-        self._exact_decimals = exact_decimals
+    def __init__(self, overrides: PriceOverrides | Sequence[PriceOverride] = NONE) -> None:
+        if not isinstance(overrides, PriceOverrides):
+            overrides = PriceOverrides(tuple(overrides))
         self._snapshot = DataSnapshot(providers=data.providers, from_auto_update=False)
-        # model (lower case) -> [(effective_from ms, provider or None, Rate)], newest first; on a tie the
-        # provider-scoped entry wins, being the more specific
-        self._overrides: dict[str, list[tuple[int, str | None, Rate]]] = {}
-        for o in sorted(overrides, key=lambda o: (o.effective_from, o.provider is not None), reverse=True):
-            entry = (int(o.effective_from.timestamp() * 1000), o.provider and o.provider.lower(), o.rate())
-            self._overrides.setdefault(o.model.lower(), []).append(entry)
-        self._by_minute: dict[tuple[str, str | None, int], Rate | TieredRates | None] = {}
-        self._models: dict[tuple[str, str | None], tuple[str, ModelInfo] | None] = {}
-        self._sheets: dict[tuple[str, str, int], Rate | TieredRates | None] = {}
+        self._resolver = ModelResolver(self._snapshot, overrides.aliases)
+        self._aliases = overrides.aliases
+        # model (lower case) -> [(effective_from ms, override)], best first (see _override)
+        self._overrides: dict[str, list[tuple[int, PriceOverride]]] = {}
+        self._multipliers: dict[str, list[tuple[int, PriceOverride]]] = {}
+        ranked = sorted(enumerate(overrides.prices), key=lambda item: (_precedence(item[1]), item[0]), reverse=True)
+        for _, o in ranked:
+            table = self._multipliers if o.multiplier is not None else self._overrides
+            table.setdefault(o.model.lower(), []).append((int(o.effective_from.timestamp() * 1000), o))
+        self._override_rates: dict[int, Rate] = {}
+        self._by_minute: dict[tuple[str, str | None, int], Priced] = {}
+        self._by_tier_minute: dict[tuple[str, str | None, str, int], Priced] = {}
+        self._models: dict[tuple[str, str | None], Resolved | None] = {}
+        self._sheets: dict[tuple, Priced] = {}
 
     @classmethod
     def from_file(cls, path: Path | None) -> PriceBook:
-        return cls(load_overrides(path) if path is not None else ())
+        return cls(load_overrides(path) if path is not None else NONE)
 
-    def rate_for(self, model: str, provider: str | None, ts_ms: int, input_tokens: int) -> Rate | None:
-        """The rate that prices one event of this model at its own timestamp (epoch ms, UTC).
-        None when the model has no price (the caller counts it as unpriced, never drops it)."""
+    def rate_for(self, model: str, provider: str | None, ts_ms: int, input_tokens: int,
+                 service_tier: str = "") -> Rate | None:
+        """The rate that prices one event of this model at its own timestamp (epoch ms, UTC), tier and input
+        tokens. None when the model has no price (the caller counts it as unpriced, never drops it)."""
+        if service_tier:
+            return self._tiered_rate_for(model, provider, ts_ms, input_tokens, service_tier.lower())
         minute = ts_ms // MINUTE_MS
         priced = self._by_minute.get((model, provider, minute), _MISS)
         if priced is _MISS:
-            priced = self._price_minute(model, provider, minute)
+            priced, stable = self._price(model, provider, "", ts_ms)
+            if stable:
+                if len(self._by_minute) >= MAX_CACHED:
+                    self._by_minute.clear()
+                self._by_minute[(model, provider, minute)] = priced
         if priced.__class__ is TieredRates:
             return priced.rate_for(input_tokens)  # type: ignore[union-attr]
         return priced  # type: ignore[return-value]
 
-    def _price_minute(self, model: str, provider: str | None, minute: int) -> Rate | TieredRates | None:
-        if len(self._by_minute) >= MAX_CACHED:
-            self._by_minute.clear()
-        priced = self._override(model, provider, minute * MINUTE_MS) or self._genai(model, provider, minute)
-        self._by_minute[(model, provider, minute)] = priced
-        return priced
+    def _tiered_rate_for(self, model: str, provider: str | None, ts_ms: int, input_tokens: int,
+                         tier: str) -> Rate | None:
+        key = (model, provider, tier, ts_ms // MINUTE_MS)
+        priced = self._by_tier_minute.get(key, _MISS)
+        if priced is _MISS:
+            priced, stable = self._price(model, provider, tier, ts_ms)
+            if stable:
+                if len(self._by_tier_minute) >= MAX_CACHED:
+                    self._by_tier_minute.clear()
+                self._by_tier_minute[key] = priced
+        return priced.rate_for(input_tokens) if isinstance(priced, TieredRates) else priced
 
-    def _override(self, model: str, provider: str | None, at_ms: int) -> Rate | None:
-        wanted = provider.lower() if provider else None
-        for effective_ms, scope, rate in self._overrides.get(model.lower(), ()):
-            if effective_ms <= at_ms and scope in (None, wanted):
-                return rate
-        return None
-
-    def _genai(self, model: str, provider: str | None, minute: int) -> Rate | TieredRates | None:
-        resolved = self._models.get((model, provider), _MISS)
+    def resolve(self, model: str, provider: str | None) -> Resolved | None:
+        """The genai-prices model an event's model id means, or None (see pipeline/metering/models.py)."""
+        key = (model, provider)
+        resolved = self._models.get(key, _MISS)
         if resolved is _MISS:
             if len(self._models) >= MAX_CACHED:  # the snapshot caches lookups too: start afresh
                 self._models.clear()
                 self._snapshot = DataSnapshot(providers=data.providers, from_auto_update=False)
-            resolved = self._models[(model, provider)] = self._resolve(model, provider)
+                self._resolver = ModelResolver(self._snapshot, self._aliases)
+            resolved = self._models[key] = self._resolver.resolve(model, provider)
+        return resolved  # type: ignore[return-value]
+
+    def _price(self, model: str, provider: str | None, tier: str, ts_ms: int) -> tuple[Priced, bool]:
+        """The sheet for one minute (judged at its start) and whether it holds for the whole minute."""
+        minute_ms = ts_ms // MINUTE_MS * MINUTE_MS
+        if not self._overrides and not self._multipliers:  # the common case: genai-prices alone
+            return self._genai(model, provider, tier, minute_ms), True
+        names = self._override_names(model, provider)
+        start = self._override(names, provider, tier, minute_ms)
+        end = self._override(names, provider, tier, minute_ms + MINUTE_MS - 1)
+        if start != end:  # a schedule boundary inside the minute (a zone offset with seconds): this instant
+            start = self._override(names, provider, tier, ts_ms)
+        override = start
+        stable = start == end
+        multiplier = self._multiplier(names, provider, tier, minute_ms) if tier else None
+        if multiplier is not None and override is not None and override.service_tier == tier:
+            multiplier = None  # explicit tier prices are not scaled again
+        if override is not None:
+            priced: Priced = self._override_rate(override)
+        else:
+            priced = self._genai(model, provider, "" if multiplier is not None else tier, minute_ms)
+        if multiplier is not None and priced is not None:
+            scale, base = multiplier.multiplier, priced
+            priced = _or_unpriced(lambda: base.scaled(scale, f" x{scale} {tier}"), f"{multiplier.label()} on {model}")
+        return priced, stable
+
+    def _override_names(self, model: str, provider: str | None) -> tuple[str, ...]:
+        """The names overrides are looked up by: the model id, then its alias target."""
+        target = self._aliases.target(model, provider)
+        return (model.lower(),) if target is None else (model.lower(), target.model.lower())
+
+    def _override(self, names: tuple[str, ...], provider: str | None, tier: str, at_ms: int) -> PriceOverride | None:
+        wanted = provider.lower() if provider else None
+        for name in names:
+            for effective_ms, o in self._overrides.get(name, ()):
+                if effective_ms <= at_ms and o.provider in (None, wanted) and o.service_tier in (None, tier or None) \
+                        and (o.window is None or o.window.contains(at_ms)):
+                    return o
+        return None
+
+    def _multiplier(self, names: tuple[str, ...], provider: str | None, tier: str, at_ms: int) -> PriceOverride | None:
+        wanted = provider.lower() if provider else None
+        for name in (*names, ANY_MODEL):
+            for effective_ms, o in self._multipliers.get(name, ()):
+                if effective_ms <= at_ms and o.provider in (None, wanted) and o.service_tier == tier \
+                        and (o.window is None or o.window.contains(at_ms)):
+                    return o
+        return None
+
+    def _override_rate(self, override: PriceOverride) -> Rate:
+        rate = self._override_rates.get(id(override))
+        if rate is None:
+            prices = {PRICE_KEYS[key]: amount for key, amount in override.price_keys().items()}
+            rate = self._override_rates[id(override)] = Rate(override.label(), prices)
+        return rate
+
+    def _genai(self, model: str, provider: str | None, tier: str, at_ms: int) -> Priced:
+        resolved = self.resolve(model, provider)
         if resolved is None:
             return None
-        owner, info = resolved  # type: ignore[misc]
-        chosen = info.get_prices(datetime.fromtimestamp(minute * 60, UTC))
+        info = resolved.model
+        when = datetime.fromtimestamp(at_ms / 1000, UTC)
+        standard = info.get_prices(when)
         period = 0 if isinstance(info.prices, ModelPrice) else next(
-            i for i, c in enumerate(info.prices) if c.prices is chosen)
-        key = (owner, info.id, period)
+            i for i, c in enumerate(info.prices) if c.prices is standard)
+        context = price_context(tier) if tier and resolved.own_model else None
+        variants = _applied_variants(info, when, context) if context else ()
+        minimum = GROQ_MINIMUM_SECONDS.get((resolved.provider.id, info.id), 0)
+        key = (resolved.owner, info.id, period, variants, tier if variants else "", minimum)
         if key not in self._sheets:
-            self._sheets[key] = self._storable(_sheet_rates(*_sheets(owner, info)[period]))
+            version, _ = _sheets(resolved.owner, info)[period]
+            sheet = standard
+            if variants:
+                version += f" +{tier} v{','.join(map(str, variants))}"
+                sheet = info.get_prices(when, context)
+            self._sheets[key] = _or_unpriced(lambda: sheet_rates(version, sheet, minimum), version)
         return self._sheets[key]
 
-    def _storable(self, priced: Rate | TieredRates | None) -> Rate | TieredRates | None:
-        if isinstance(priced, TieredRates):
-            return TieredRates(priced.starts, tuple(map(self._storable, priced.rates)))  # type: ignore[arg-type]
-        if priced is None or self._exact_decimals is None or all(
-                _is_exact_at(c, self._exact_decimals) for c in priced.coefficients()):
-            return priced
-        _log.warning("%s: a price needs more than %d decimal places; counted as unpriced (add an override)",
-                     priced.version, self._exact_decimals)
+
+def _or_unpriced(derive, version: str) -> Priced:
+    """A sheet meterline cannot price exactly counts as unpriced (logged), never as an event's fault."""
+    try:
+        return derive()
+    except PricingError as error:
+        _log.error("%s counts as unpriced: %s (add an override to price it)", version, error)
         return None
 
-    def _resolve(self, model: str, provider: str | None) -> tuple[str, ModelInfo] | None:
-        if not provider:
-            attempts: list[str | None] = [None]
-        elif find_provider_by_id(self._snapshot.providers, provider):
-            attempts = [provider]
-        else:  # genai-prices knows nothing of this provider: match the model alone
-            attempts = [provider, None]  # provider first: genai-prices handles "litellm" + "openai/gpt-4o"
-        for provider_id in attempts:
-            try:
-                _, info = self._snapshot.find_provider_model(model, None, provider_id, None)
-                return _owner_id(self._snapshot.providers, info), info
-            except LookupError:
-                continue
-        return None
+
+def _precedence(o: PriceOverride) -> tuple:
+    """Sort key (descending) of overrides: newest first; at equal dates tier-specific, then provider-specific,
+    then scheduled entries before the more general ones; at equal rank the entry written later in the file."""
+    return (o.effective_from, o.service_tier is not None, o.provider is not None, o.window is not None)
+
+
+def _applied_variants(info: ModelInfo, when: datetime, context: Mapping[str, str]) -> tuple[int, ...]:
+    """Indices of the price variants genai-prices applies for this context at this time (ModelInfo.get_prices)."""
+    applied = []
+    for index, variant in enumerate(info.price_variants or ()):
+        if variant.constraint is not None and not variant.constraint.active(when):
+            continue
+        if all(context.get(key) == value for key, value in variant.when.items()):
+            applied.append(index)
+    return tuple(applied)

@@ -24,7 +24,7 @@ import msgspec
 import numpy as np
 
 from pipeline.clock import HOUR_MS, WINDOW_MS
-from pipeline.contract import ContractDecoder, Rejection, UsageEvent, redact, time_bounds_problem
+from pipeline.contract import ContractDecoder, Rejection, UsageEvent, redact, time_bounds_problem, unit_values
 from pipeline.measures import UNPRICED, Counts, Dimensions
 from pipeline.metering.dedup import SeenRequests, request_id_hashes
 from pipeline.metering.pricing import Cost
@@ -48,12 +48,16 @@ class RequestKey(NamedTuple):
 
 class RateLike(Protocol):
     version: str
+    apart: frozenset[str]  # units priced event by event (pricing.Rate.price_apart); usually empty
 
     def price(self, counts: Counts) -> Cost: ...
 
+    def price_apart(self, values: dict[str, int]) -> dict[str, int] | None: ...
+
 
 class PriceLookup(Protocol):
-    def rate_for(self, model: str, provider: str | None, ts_ms: int, input_tokens: int) -> RateLike | None: ...
+    def rate_for(self, model: str, provider: str | None, ts_ms: int, input_tokens: int,
+                 service_tier: str = "") -> RateLike | None: ...
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,8 @@ class Draft:
             event, group = counted.pop(request)
             counts = rollup.groups[group]
             counts.subtract(event)
+            if event.usage is not None and (version := Dimensions._make(group).price_version) != UNPRICED:
+                _price_apart(self.rates[version], event, counts, -1)
             if event.gateway_cost_usd is not None:
                 rollup.gateway_cost[group] -= Decimal(event.gateway_cost_usd)
             if counts.requests == 0:
@@ -173,7 +179,11 @@ class RollupBuilder:
                     duplicates += 1
                     continue
                 try:
-                    rate = rate_for(event.model, event.provider or None, ts, event.input_tokens)
+                    if event.service_tier:
+                        rate = rate_for(event.model, event.provider or None, ts, event.input_tokens,
+                                        event.service_tier)
+                    else:
+                        rate = rate_for(event.model, event.provider or None, ts, event.input_tokens)
                 except Exception as error:  # this event's fault (an odd model id): never stop metering
                     rejection = _unmappable(event, error, *_locate(message.value, position, rejections))
                     rollup.dead_letters.append(DeadLetter(message.offset, rejection))
@@ -188,6 +198,8 @@ class RollupBuilder:
                     if rate is not None:
                         rates[rate.version] = rate
                 counts.add(event)
+                if event.usage is not None and rate is not None:
+                    _price_apart(rate, event, counts, 1)
                 if event.gateway_cost_usd is not None:
                     gateway[group] = gateway.get(group, Decimal(0)) + Decimal(event.gateway_cost_usd)
                 counted[request] = (event, group)
@@ -197,6 +209,12 @@ class RollupBuilder:
             rollup.outcomes[Outcome(REJECTED, letter.rejection.reason)] += 1
         rollup.outcomes[Outcome(DUPLICATE)] += duplicates
         return Draft(rollup, counted, _maybe_seen(list(counted), seen, old), rates)
+
+
+def _price_apart(rate: RateLike, event: UsageEvent, counts: Counts, sign: int) -> None:
+    """Adds (sign -1: takes back) the event's costs of the units its rate prices event by event."""
+    if rate.apart and (costs := rate.price_apart(unit_values(event))):
+        counts.add_priced_apart(costs, sign)
 
 
 def _maybe_seen(requests: list[tuple[str, str]], seen: SeenRequests, old: list[tuple[str, str]]) -> list[RequestKey]:

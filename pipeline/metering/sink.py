@@ -24,17 +24,22 @@ from clickhouse_connect.driver.client import Client
 from pipeline.metering.dedup import SeenRequests
 from pipeline.metering.failpoints import Failpoints
 from pipeline.clock import HOUR_S, WINDOWS_PER_HOUR
-from pipeline.measures import COSTS, COUNTED, UNPRICED, USAGE_MEASURES, Dimensions
-from pipeline.metering.pricing import USD_DECIMALS, quantize_usd, usd_text
+from pipeline.measures import COSTS, COUNTED, UNIT_COSTS, UNITS, UNPRICED, USAGE_MEASURES, Dimensions
+from pipeline.metering.money import USD_DECIMALS, quantize_usd, usd_text
 from pipeline.metering.rollup import RequestKey, Rollup
 
 NO_PROGRESS = -1
 _NO_TIME = msgspec.Raw(b"0")  # DateTime64 zero: a row that claims no freshness
+_NONE: dict = {}  # an empty Map: shared, never mutated
 _CONFIRM_CHUNK = 20_000
 # An insert is atomic only as one part. The client sends a large insert as several blocks; squashing with
-# no practical threshold joins them into one block, hence one part.
+# no practical threshold joins them into one block, hence one part. The block's rows are already one per sorting
+# key (one per group, outcome and partition), so ClickHouse's pre-merge of the block (optimize_on_insert) would find
+# nothing to merge; skipping it takes about a fifth off the insert, which pays for the read projections written
+# with every part (migration 0008; bench/read.py --ingest measures both).
 _ONE_BLOCK = {
     "insert_deduplicate": 1,
+    "optimize_on_insert": 0,
     "min_insert_block_size_rows": 1_000_000_000,
     "min_insert_block_size_bytes": 1 << 40,
     "max_insert_block_size": 1_000_000_000,
@@ -47,9 +52,11 @@ _GROUP_COLUMNS = ("api_key_id", "org_id", "project_id", "model", "provider", "ho
 # Costs travel as integer units of 1e-24 USD in two EPHEMERAL columns; ClickHouse derives input_cost, output_cost
 # and total_cost (Decimal(38, 24)) from them exactly (schemas/migrations/0006_cost_units.sql).
 COST_UNITS_COLUMNS = ("input_cost_units", "output_cost_units")
+# The per-unit costs likewise travel as integer units in an EPHEMERAL map (schemas/migrations/0007_usage_units.sql).
+UNIT_COST_UNITS_COLUMN = "unit_cost_units"
 ROLLUP_COLUMNS = ("kind", *_GROUP_COLUMNS, "kafka_topic", "kafka_partition", "outcome", "reason",
-                  *(measure.name for measure in USAGE_MEASURES if measure not in COSTS), *COST_UNITS_COLUMNS,
-                  "events", "last_offset", "counted_through")
+                  *(measure.name for measure in USAGE_MEASURES if measure not in COSTS and measure is not UNIT_COSTS),
+                  *COST_UNITS_COLUMNS, UNIT_COST_UNITS_COLUMN, "events", "last_offset", "counted_through")
 DEDUP_COLUMNS = ("kafka_topic", "kafka_partition", "api_key_id", "request_id", "hour", "batch_end_offset",
                  "expires_at")
 
@@ -190,9 +197,10 @@ def rollup_columns(topic: str, flush: FlushRange, rollup: Rollup) -> dict[str, l
 
 # Values of the usage columns in outcome and progress rows: zero sums, empty dimensions.
 _META_DEFAULTS = {name: "" for name in ROLLUP_COLUMNS} | {
-    measure.name: "0" if measure.unit == "USD" else 0 for measure in USAGE_MEASURES
-} | dict.fromkeys(COST_UNITS_COLUMNS, 0) | {"hour": 0, "quarter": 0, "kafka_partition": 0, "events": 0,
-                                            "last_offset": 0, "counted_through": _NO_TIME}
+    measure.name: _NONE if measure.per_unit else "0" if measure.unit == "USD" else 0 for measure in USAGE_MEASURES
+} | dict.fromkeys(COST_UNITS_COLUMNS, 0) | {UNIT_COST_UNITS_COLUMN: _NONE, "hour": 0, "quarter": 0,
+                                            "kafka_partition": 0, "events": 0, "last_offset": 0,
+                                            "counted_through": _NO_TIME}
 
 
 def _datetime64_text(epoch_ms: int) -> msgspec.Raw:
@@ -202,8 +210,8 @@ def _datetime64_text(epoch_ms: int) -> msgspec.Raw:
 
 
 def _usage_columns(rollup: Rollup) -> dict[str, list]:
-    """One row per group: its dimensions, its counts, its exact costs as decimal text (ClickHouse parses
-    Decimal(38, 24) from text exactly)."""
+    """One row per group: its dimensions, its counts, its exact costs as integer units (ClickHouse derives the
+    Decimal(38, 24) columns from them), and the per-unit maps (``units``, ``unit_costs``)."""
     groups = list(rollup.groups)
     n = len(groups)
     dimensions = {name: list(values) for name, values in zip(Dimensions._fields, zip(*groups))} if n else {
@@ -222,6 +230,10 @@ def _usage_columns(rollup: Rollup) -> dict[str, list]:
         "input_cost_units": [0 if cost is None else cost.input_units for cost in costs],
         "output_cost_units": [0 if cost is None else cost.output_units for cost in costs],
         "gateway_cost": [usd_text(_units(gateway[g])) if g in gateway else "0" for g in groups],
+        # Per-unit maps as they are: counts, and costs in integer units (a zero left by a duplicate taken back
+        # out is harmless: readers drop zero entries).
+        UNITS.name: [c.units or _NONE for c in counts],
+        UNIT_COST_UNITS_COLUMN: [_NONE if cost is None else cost.by_unit for cost in costs],
         "events": [0] * n, "last_offset": [0] * n, "counted_through": [_NO_TIME] * n,
     }
     return {name: columns[name] for name in ROLLUP_COLUMNS}

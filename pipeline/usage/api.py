@@ -36,10 +36,10 @@ from pipeline.usage.export import csv_chunks, decimal_text
 from pipeline.usage.parameters import Param, QueryError, read_query
 from pipeline.usage.forecast import DEFAULT_TREND_DAYS, MonthToDate, SpendTrend
 from pipeline.usage.query import (ORDERS, BusiestKeys, Comparison, KeyAlerts, KeyList, ModelBreakdown, PeakHours,
-                                  Series, Summary, UsageQueries)
+                                  Series, Summary, UnpricedModels, UsageQueries)
 from pipeline.usage.ranges import (GRANULARITY_SCHEMA, ID_EXPECT, ID_SCHEMA, INSTANT_EXPECT, INSTANT_SCHEMA,
                                    MAX_BUCKETS, MAX_ID_CHARS, NO_CONTROL_CHARACTERS, SCOPE_SCHEMA, ZONE_EXPECT,
-                                   ZONE_SCHEMA, UsageRequest, parse_request, parse_zone)
+                                   ZONE_SCHEMA, UsageRequest, parse_request, parse_scope, parse_zone)
 from pipeline.usage.tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,11 @@ class ApiError(Exception):
 # ---- parameters, declared once: the OpenAPI document and the checks both come from these ----------------
 
 SCOPE = Param("scope", SCOPE_SCHEMA, "What `id` names: an api_key_id (`key`), an org_id (`org`) or a project_id "
-              "(`project`). A key token reads only `scope=key` with its own key's id (see `/api/v1/whoami`).",
-              "one of key, org, project", required=True, error="unknown scope")
-ID = Param("id", ID_SCHEMA, "The api_key_id, org_id or project_id to read (exact match).", ID_EXPECT, required=True,
-           examples=("key_globex_chat",))
+              "(`project`); `all` reads every key and takes no `id` (admin token only). A key token reads only "
+              "`scope=key` with its own key's id (see `/api/v1/whoami`).",
+              f"one of {', '.join(SCOPE_SCHEMA['enum'])}", required=True, error="unknown scope")
+ID = Param("id", ID_SCHEMA, "The api_key_id, org_id or project_id to read (exact match); required for every scope but "
+           "`all`, which takes none.", ID_EXPECT, examples=("key_globex_chat",))
 FROM = Param("from", INSTANT_SCHEMA, "Start of the range, inclusive: a date `YYYY-MM-DD` (midnight in `tz`) or "
              "an RFC 3339 date-time with an offset. The rules that involve other parameters are in the "
              "operation's description.", INSTANT_EXPECT, required=True,
@@ -116,6 +117,7 @@ KEY = Param("key", ID_SCHEMA, "The api_key_id whose spike alerts to list (a key 
             "`/api/v1/whoami`).", ID_EXPECT, required=True, examples=("key_globex_chat",))
 
 RANGE_RULES = """Rules across parameters (a 400 names the one broken):
+- `id` is required for scopes `key`, `org` and `project` (`missing 'id'`) and refused for `all` (`unexpected 'id'`);
 - `from` must be before `to` (`empty range`);
 - the range may span at most {max_range_days} days of local wall-clock time (`range too long`);
 - at least one 15-minute window must start in [`from`, `to`): usage is stored per 15-minute window of UTC \
@@ -162,6 +164,8 @@ ROUTES = (
           "(admin token, or that key's token)", (KEY, FROM, TO, TZ), KeyAlerts),
     Route("keys", "Admin token only: the api_key_ids with recorded usage, sorted (the usage page's key selector)",
           (Q, LIMIT), KeyList),
+    Route("unpriced", "Admin token only: every model counted without a price in the range (every key), with its "
+          "unpriced requests: what to alias or price (docs/pricing.md)", (FROM, TO, TZ), UnpricedModels),
     Route("whoami", "What the bearer token may read: every scope (admin) or one key's usage", (), Identity),
     Route("openapi.json", "This OpenAPI 3.1 document", (), None, public=True),
 )
@@ -185,7 +189,8 @@ def add_api_routes(app: web.Application, queries: UsageQueries, run: Run, settin
     api = _UsageApi(queries, run, settings, SpendTrend(queries, trend_days), clock)
     handlers = {"summary": api.summary, "models": api.models, "series": api.series, "peak-hours": api.peak_hours,
                 "export.csv": api.export_csv, "compare": api.compare, "month-to-date": api.month_to_date,
-                "busiest-keys": api.busiest_keys, "alerts": api.alerts, "keys": api.keys, "whoami": api.whoami,
+                "busiest-keys": api.busiest_keys, "alerts": api.alerts, "keys": api.keys, "unpriced": api.unpriced,
+                "whoami": api.whoami,
                 "openapi.json": api.openapi}
     for route in ROUTES:
         app.router.add_get(f"{PREFIX_V1}/{route.name}", _guarded(route, api, handlers[route.name]))
@@ -237,9 +242,10 @@ class _UsageApi:
         return web.json_response(jsonable(await self._run(self._queries.compare, usage_request)))
 
     async def month_to_date(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
-        self._may_read(principal, values["scope"], values["id"])
+        scope_id = parse_scope(values["scope"], values["id"])  # "" for scope all, as in every other answer
+        self._may_read(principal, values["scope"], scope_id)
         parse_zone(values["tz"])
-        answer = await self._run(self._spend.month_to_date, values["scope"], values["id"], values["tz"], self._now())
+        answer = await self._run(self._spend.month_to_date, values["scope"], scope_id, values["tz"], self._now())
         return web.json_response(jsonable(answer))
 
     async def busiest_keys(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
@@ -258,6 +264,13 @@ class _UsageApi:
         if not principal.admin:
             raise ApiError(403, "forbidden", "only the admin token may list keys; a key token reads its own key")
         return web.json_response(jsonable(await self._run(self._queries.keys, values["q"], values["limit"])))
+
+    async def unpriced(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
+        if not principal.admin:
+            raise ApiError(403, "forbidden", "only the admin token may list unpriced models (they span every key)")
+        usage_request = parse_request("key", EVERY_KEY, values["from"], values["to"], values["tz"], None,
+                                      self._settings.max_range_days)
+        return web.json_response(jsonable(await self._run(self._queries.unpriced, usage_request)))
 
     async def whoami(self, request: web.Request, principal: Principal, values: dict) -> web.Response:
         return web.json_response(jsonable(Identity(principal.admin, principal.api_key_id)))
@@ -367,7 +380,8 @@ def _spool(chunks: Iterable[bytes], spool: IO[bytes]) -> None:
 
 def export_filename(request: UsageRequest) -> str:
     safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", request.scope_id)[:64]
-    return f"usage-{request.scope}-{safe_id}-{request.start.date()}-{request.end.date()}-{request.granularity}.csv"
+    what = f"{request.scope}-{safe_id}" if safe_id else request.scope
+    return f"usage-{what}-{request.start.date()}-{request.end.date()}-{request.granularity}.csv"
 
 
 def jsonable(value: Any) -> Any:
@@ -380,6 +394,8 @@ def jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (list, tuple)):
         return [jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
     return value
 
 

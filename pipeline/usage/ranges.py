@@ -1,5 +1,6 @@
-"""What a usage question asks: a scope (key, org or project), a range [from, to) in an IANA time zone, and
-buckets (quarter_hour, hour, day, week, month) that follow the range unless one is asked for. Pure logic, no SQL.
+"""What a usage question asks: a scope (a key, an org, a project, or all keys), a range [from, to) in an IANA time
+zone, and buckets (quarter_hour, hour, day, week, month) that follow the range unless one is asked for. Pure logic,
+no SQL.
 
 Storage is per 15-minute window of UTC (pipeline/clock.py): a window counts in a range when its *start* lies in
 [from, to), and in the local bucket its start falls in. Every UTC offset in use since 1972 is a whole number of
@@ -15,17 +16,19 @@ count, the supported instants) is checked here and named in the parameters' desc
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from importlib.resources import files
 from zoneinfo import ZoneInfo
 
-from pipeline.clock import HOUR_S, WINDOW_S
+from pipeline.clock import DAY_S, HOUR_S, WINDOW_S
 from pipeline.usage.parameters import QueryError, conforms, shown
 
 __all__ = ["QueryError", "UsageRequest", "parse_request", "parse_zone", "parse_instant"]
 
 SCOPES = {"key": "api_key_id", "org": "org_id", "project": "project_id"}  # scope -> usage_hourly column
+ALL = "all"  # every key (admin): the one scope without an id
 GRANULARITIES = ("quarter_hour", "hour", "day", "week", "month")
 # Automatic bucket size by the range's local wall-clock length (a 2-day Berlin range over DST is 49 h).
 AUTO_GRANULARITY = ((timedelta(hours=6), "quarter_hour"), (timedelta(days=2), "hour"), (timedelta(days=92), "day"),
@@ -40,7 +43,7 @@ EARLIEST_BUCKET = {"day": date(1970, 1, 1), "week": date(1970, 1, 5), "month": d
 
 # -- single-value rules, as JSON Schema ---------------------------------------------------------------------
 
-SCOPE_SCHEMA = {"type": "string", "enum": list(SCOPES)}
+SCOPE_SCHEMA = {"type": "string", "enum": [*SCOPES, ALL]}
 MAX_ID_CHARS = 256
 # No C0 control characters (U+0000..U+001F) and no DEL (U+007F), as the event contract's ids; ECMA-262 and
 # Python read \uXXXX alike.
@@ -74,11 +77,11 @@ GRANULARITY_SCHEMA = {"type": "string", "enum": [*GRANULARITIES, "auto"]}
 
 @dataclass(frozen=True)
 class UsageRequest:
-    """One scope (key, org or project) over [start, end) in a zone, bucketed by ``granularity``.
+    """One scope (key, org, project, or all keys) over [start, end) in a zone, bucketed by ``granularity``.
     Build it with :func:`parse_request`, which validates everything."""
 
     scope: str
-    scope_id: str
+    scope_id: str  # "" for scope "all"
     start: datetime  # aware, in the requested zone; inclusive
     end: datetime  # aware; exclusive
     tz: str
@@ -118,12 +121,9 @@ class UsageRequest:
         """Every bucket of the range, in order: what a zero-filled series holds."""
         first, last = self.bucket_bounds()
         if self.granularity == "hour":  # local hours: 30 or 45 minutes past a UTC hour in some zones
-            keys, zone = [], self.zone
-            for window in range(self.first_window_epoch, self.end_window_epoch, WINDOW_S):
-                key = bucket_key(window, "hour", zone)
-                if not keys or keys[-1] != key:
-                    keys.append(key)
-            return keys
+            return [key for key, _ in local_hours(self.zone, self.first_window_epoch, self.end_window_epoch)]
+        if self.granularity == "quarter_hour":
+            return list(range(first, last + WINDOW_S, WINDOW_S))
         keys = [first]
         while keys[-1] != last:
             keys.append(next_bucket(keys[-1], self.granularity))
@@ -142,17 +142,45 @@ class UsageRequest:
             return (last.year - first.year) * 12 + last.month - first.month + 1
         return (last - first).days // (7 if self.granularity == "week" else 1) + 1
 
+    def bucket_starts(self) -> dict[int | date, datetime]:
+        """Every bucket's key -> its local start (as :func:`bucket_start` gives it), in order, computed in one pass
+        (a year of local hours costs one zone lookup per hour, not per window)."""
+        zone = self.zone
+        if self.granularity == "hour":
+            return {key: datetime.fromtimestamp(start, zone)
+                    for key, start in local_hours(zone, self.first_window_epoch, self.end_window_epoch)}
+        return {key: bucket_start(key, self.granularity, zone) for key in self.bucket_keys()}
 
-def parse_request(scope: str, scope_id: str, start_text: str, end_text: str, tz: str = "UTC",
-                  granularity: str | None = None, max_range_days: int | None = None) -> UsageRequest:
-    """The checked request, or :class:`QueryError` naming the first rule broken: the single-value schemas
-    above, then from < to, the range's local length (at most ``max_range_days``), at least one stored hour,
-    the earliest bucket ClickHouse can hold (:data:`EARLIEST_BUCKET`) and at most :data:`MAX_BUCKETS` buckets.
-    ``granularity`` None, "" or "auto" follows the range (:data:`AUTO_GRANULARITY`)."""
+    def decomposition(self) -> "Decomposition":
+        """The range's windows as whole UTC days, whole UTC hours and the 15-minute windows at its edges
+        (:func:`decompose`), for answers without buckets (totals, per-model totals)."""
+        return decompose(self.first_window_epoch, self.end_window_epoch)
+
+
+def parse_scope(scope: str, scope_id: str | None) -> str:
+    """The checked id of ``scope`` ("" for scope "all", which takes none), or :class:`QueryError`: unknown scope,
+    missing 'id' (every scope but "all" needs one), unexpected 'id' (given with "all"), bad 'id'."""
     if not conforms(SCOPE_SCHEMA, scope):
-        raise QueryError("unknown scope", f"{shown(scope)}: scope must be one of {', '.join(SCOPES)}")
+        raise QueryError("unknown scope", f"{shown(scope)}: scope must be one of {', '.join(SCOPE_SCHEMA['enum'])}")
+    if scope == ALL:
+        if scope_id:
+            raise QueryError("unexpected 'id'", "scope all reads every key: give no id")
+        return ""
+    if scope_id is None:
+        raise QueryError("missing 'id'", f"scope {scope} reads one {SCOPES[scope]}: give it as id ({ID_EXPECT})")
     if not conforms(ID_SCHEMA, scope_id):
         raise QueryError("bad 'id'", f"{shown(scope_id)}: the {scope} id must be {ID_EXPECT}")
+    return scope_id
+
+
+def parse_request(scope: str, scope_id: str | None, start_text: str, end_text: str, tz: str = "UTC",
+                  granularity: str | None = None, max_range_days: int | None = None) -> UsageRequest:
+    """The checked request, or :class:`QueryError` naming the first rule broken: the single-value schemas
+    above, an id for every scope but "all" and none for it, then from < to, the range's local length (at most
+    ``max_range_days``), at least one stored window, the earliest bucket ClickHouse can hold
+    (:data:`EARLIEST_BUCKET`) and at most :data:`MAX_BUCKETS` buckets. ``granularity`` None, "" or "auto" follows
+    the range (:data:`AUTO_GRANULARITY`)."""
+    scope_id = parse_scope(scope, scope_id)
     zone = parse_zone(tz)
     start = parse_instant(start_text, zone, "from").astimezone(zone)
     end = parse_instant(end_text, zone, "to").astimezone(zone)
@@ -265,6 +293,113 @@ def _wall_clock(instant: datetime, zone: ZoneInfo) -> datetime:
     return instant.astimezone(zone).replace(tzinfo=None)
 
 
+# -- reading coarse rows: a range as whole UTC days, whole UTC hours and 15-minute windows ---------------------
+
+Runs = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """Disjoint runs ``(start, end)`` of UTC epoch seconds, ``end`` exclusive, that together hold exactly the
+    15-minute windows of a range: ``days`` are whole UTC days, ``hours`` whole UTC hours outside those days,
+    ``windows`` the remaining windows (at the range's edges, and around cuts that fall inside an hour). Adjacent
+    runs of one grain are joined; each run is as coarse as the range and the cuts allow."""
+
+    windows: Runs
+    hours: Runs
+    days: Runs
+
+
+def decompose(first: int, end: int, cuts: Iterable[int] = ()) -> Decomposition:
+    """[first, end) (UTC epoch seconds on 15-minute windows) split so that a coarse row never straddles an edge:
+    no day or hour run crosses ``first``, ``end`` or any of ``cuts`` (window starts inside the range where a bucket
+    begins, e.g. local midnights; those outside are ignored). Every window of the range is in exactly one run.
+    ValueError when an instant is not on a 15-minute window, or first > end."""
+    if first > end or any(instant % WINDOW_S for instant in (first, end, *cuts)):
+        raise ValueError(f"decompose({first}, {end}, cuts): instants must be 15-minute window starts, first <= end")
+    points = sorted({first, end, *(cut for cut in cuts if first < cut < end)})
+    windows: list[tuple[int, int]] = []
+    hours: list[tuple[int, int]] = []
+    days: list[tuple[int, int]] = []
+    for start, stop in zip(points, points[1:]):
+        first_hour, end_hour = _ceil(start, HOUR_S), stop // HOUR_S * HOUR_S
+        if first_hour >= end_hour:  # no whole hour between two cuts: windows only
+            _join(windows, start, stop)
+            continue
+        first_day, end_day = _ceil(start, DAY_S), stop // DAY_S * DAY_S
+        _join(windows, start, first_hour)
+        if first_day < end_day:
+            _join(hours, first_hour, first_day)
+            _join(days, first_day, end_day)
+            _join(hours, end_day, end_hour)
+        else:
+            _join(hours, first_hour, end_hour)
+        _join(windows, end_hour, stop)
+    return Decomposition(tuple(windows), tuple(hours), tuple(days))
+
+
+def _ceil(instant: int, unit: int) -> int:
+    return -(-instant // unit) * unit
+
+
+def _join(runs: list[tuple[int, int]], start: int, stop: int) -> None:
+    if start >= stop:
+        return
+    if runs and runs[-1][1] == start:
+        runs[-1] = (runs[-1][0], stop)
+    else:
+        runs.append((start, stop))
+
+
+# -- local hours, fast: the zone's offset runs instead of one lookup per window --------------------------------
+
+def offset_runs(zone: ZoneInfo, first: int, end: int) -> list[tuple[int, int, int]]:
+    """``(start, stop, utc_offset_s)`` runs covering the windows of [first, end) (UTC epoch seconds on 15-minute
+    windows): the zone's UTC offset is ``utc_offset_s`` at every window of [start, stop).
+
+    The offset is read at every UTC midnight of the range and at its ends, and a change between two readings is
+    located by bisection over the windows. This assumes a zone changes its offset at most once between two UTC
+    midnights, as ClickHouse's own tables do (one offset change per day); tests/unit/test_query_ranges.py checks
+    it for every accepted zone against zoneinfo's transition data."""
+    def offset(instant: int) -> int:
+        return int(datetime.fromtimestamp(instant, zone).utcoffset().total_seconds())
+
+    if first >= end:
+        return []
+    last = end - WINDOW_S
+    samples = [first, *range(_ceil(first + 1, DAY_S), last, DAY_S), last]
+    readings = [(instant, offset(instant)) for instant in samples]
+    runs = []
+    start, current = readings[0]
+    for (before, old), (after, new) in zip(readings, readings[1:]):
+        if new == old:
+            continue
+        low, high = before, after  # offset(low) == old, offset(high) == new: find the first window reading new
+        while high - low > WINDOW_S:
+            middle = (low + high) // 2 // WINDOW_S * WINDOW_S
+            low, high = (middle, high) if offset(middle) == old else (low, middle)
+        runs.append((start, high, current))
+        start, current = high, new
+    runs.append((start, end, current))
+    return runs
+
+
+def local_hours(zone: ZoneInfo, first: int, end: int) -> list[tuple[int, int]]:
+    """The local hours holding the windows of [first, end), in order, as ``(key, start)``: the key is what
+    :func:`bucket_key` gives the hour's windows, the start its first window (UTC epoch seconds; before ``first``
+    when the range begins inside the hour). A local hour lies within [key, key + 1 h), so reading from an hour
+    before ``first`` finds the start of the first one."""
+    hours: list[tuple[int, int]] = []
+    for start, stop, utc_offset in offset_runs(zone, first - HOUR_S, end):
+        key = start - (start + utc_offset) % HOUR_S
+        if not hours or hours[-1][0] != key:
+            hours.append((key, start))
+        for key in range(key + HOUR_S, stop, HOUR_S):
+            hours.append((key, key))
+    inside = [i for i, (_, start) in enumerate(hours) if start <= first]
+    return hours[inside[-1] if inside else 0:]
+
+
 def previous_period(request: UsageRequest) -> UsageRequest | None:
     """The period just before ``request``: the same local (wall-clock) length in the same zone, ending at its
     ``from``. A range of whole local days gives the same number of calendar days before it, whatever their real
@@ -283,3 +418,4 @@ def previous_period(request: UsageRequest) -> UsageRequest | None:
         return None
     start = start.astimezone(zone)
     return UsageRequest(request.scope, request.scope_id, start, request.start, request.tz, request.granularity)
+

@@ -49,6 +49,11 @@ def scoped(scope: str, scope_id: str) -> dict:
     return {"scope": scope, "id": scope_id}
 
 
+def every_key(start: str, end: str, tz: str = "UTC"):
+    """The request the unpriced list answers: a range over every key."""
+    return parse_request("key", "*", start, end, tz)
+
+
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
@@ -109,9 +114,10 @@ async def test_openapi_describes_every_route_and_its_responses_validate(api):
             continue
         schema = {"$ref": f"#/components/schemas/{route.response.__name__}", "components": document["components"]}
         jsonschema.Draft202012Validator.check_schema(schema)
-        # a valid value of each required parameter the route declares (and the range's zone)
+        # a valid value of each required parameter the route declares (and the range's zone; and `id`, required
+        # for every scope but `all`, a rule across parameters)
         sample = {**scoped("key", "key-a"), "key": "key-a", **RANGE}
-        params = {p.name: sample[p.name] for p in route.params if p.required or p.name == "tz"}
+        params = {p.name: sample[p.name] for p in route.params if p.required or p.name in ("tz", "id")}
         response = await get(api, route.name, **params)
         assert response.status == 200, (route.name, await response.text())
         body = await response.json()
@@ -174,6 +180,23 @@ async def test_a_key_token_reads_only_its_own_key(api):
     assert (await get(api, "summary", ADMIN, **scoped("org", "org-1"), **RANGE)).status == 200
 
 
+async def test_scope_all_is_every_key_for_the_admin_only(api, store):  # noqa: F811
+    """scope=all takes no id and answers as the query module does; a key token is refused; every other scope still
+    needs an id, on the range routes and on month-to-date alike."""
+    response = await get(api, "summary", scope="all", **RANGE)
+    assert response.status == 200
+    request = parse_request("all", None, RANGE["from"], RANGE["to"], RANGE["tz"])
+    assert await response.json() == jsonable(store.queries.summary(request))
+    month = await get(api, "month-to-date", scope="all", tz="UTC")
+    assert month.status == 200 and (await month.json())["scope_id"] == ""
+    token = issue_key_token(SECRET, "key-a")
+    for route, params in (("summary", RANGE), ("month-to-date", {"tz": "UTC"})):
+        assert (await get(api, route, token, scope="all", **params)).status == 403
+        for bad, error in (({"scope": "key"}, "missing 'id'"), ({"scope": "all", "id": "key-a"}, "unexpected 'id'")):
+            response = await get(api, route, **bad, **params)
+            assert response.status == 400 and (await response.json())["error"] == error
+
+
 async def test_tokens_never_reach_the_logs(api, caplog):
     caplog.set_level(logging.DEBUG)
     token = issue_key_token(SECRET, "key-a")
@@ -219,6 +242,27 @@ async def test_bad_parameters_get_400_with_a_clear_message(api, params, error):
 def run_cli(monkeypatch, url: str, *argv: str) -> int:
     monkeypatch.setenv("METERLINE_CLICKHOUSE_URL", url)
     return cli.main(list(argv))
+
+
+async def test_unpriced_models_are_listed_for_the_admin_only(api, store):  # noqa: F811
+    response = await get(api, "unpriced", **{"from": "2026-10-20", "to": "2026-11-10"})
+    assert response.status == 200
+    assert await response.json() == jsonable(store.queries.unpriced(every_key("2026-10-20", "2026-11-10")))
+    assert (await response.json())["models"][0]["model"] == "my-private-model"
+    key_token = issue_key_token(SECRET, "key-a")
+    assert (await get(api, "unpriced", key_token, **{"from": "2026-10-20", "to": "2026-11-10"})).status == 403
+    missing = await get(api, "unpriced", **{"from": "2026-10-20"})
+    assert missing.status == 400 and (await missing.json())["error"] == "missing 'to'"
+
+
+def test_cli_prices_unpriced_lists_what_to_alias_or_price(store, monkeypatch, capsys):  # noqa: F811
+    assert run_cli(monkeypatch, store.url, "prices", "unpriced", "--from", "2026-10-20", "--to", "2026-11-10") == 0
+    captured = capsys.readouterr()
+    [model] = store.queries.unpriced(every_key("2026-10-20", "2026-11-10")).models
+    assert "my-private-model" in captured.out and f"{model.requests:,}" in captured.out
+    assert "docs/pricing.md" in captured.err
+    assert run_cli(monkeypatch, store.url, "prices", "unpriced", "--from", "2025-01-01", "--to", "2025-02-01") == 0
+    assert "every model was priced" in capsys.readouterr().out
 
 
 def test_cli_usage_prints_summary_models_and_series(store, monkeypatch, capsys):  # noqa: F811
@@ -305,6 +349,9 @@ async def test_cli_asks_the_running_worker_when_the_store_is_held(api, store, mo
     expected = io.StringIO(newline="")
     write_csv(store.queries, request, expected)
     assert out.read_bytes().decode() == expected.getvalue()
+    assert await asyncio.to_thread(run_cli, monkeypatch, store.url, "prices", "unpriced", "--json",
+                                   "--from", "2026-10-20", "--to", "2026-11-10") == 0
+    assert json.loads(capsys.readouterr().out) == jsonable(store.queries.unpriced(every_key("2026-10-20", "2026-11-10")))
     monkeypatch.setenv("METERLINE_API_URL", f"http://127.0.0.1:{free_port()}")
     assert await asyncio.to_thread(run_cli, monkeypatch, store.url, "usage", *args) == 1
     assert "held by another process" in capsys.readouterr().err
@@ -437,3 +484,33 @@ async def test_unknown_routes_and_methods_under_the_api_answer_json(api):
     response = await api.post("/api/v1/summary", headers=bearer(ADMIN))
     assert response.status == 405 and (await response.json())["error"] == "method not allowed"
     assert "GET" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize(("params", "error"), [
+    ({"from": "garbage", "to": "2026-11-10"}, "bad 'from'"),
+    ({"from": "2026-11-10", "to": "2026-10-20"}, "empty range"),
+    ({"from": "2026-10-20", "to": "2026-11-10", "tz": "Mars/Nowhere"}, "unknown time zone"),
+])
+async def test_unpriced_answers_bad_input_with_a_clear_error(api, params, error):
+    response = await get(api, "unpriced", **params)
+    assert response.status == 400 and (await response.json())["error"] == error
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["unpriced", "--from", "garbage", "--to", "2026-11-10"], "meterline: bad 'from': 'garbage' is not a date"),
+    (["unpriced", "--from", "2026-11-10", "--to", "2026-10-20"], "meterline: empty range: 'from'"),
+    (["unpriced", "--from", "2026-10-20", "--to", "2026-11-10", "--tz", "Mars/Nowhere"],
+     "meterline: unknown time zone: 'Mars/Nowhere'"),
+    (["show", "gpt-4o", "--at", "yesterday noon"], "meterline: bad '--at': 'yesterday noon' is not a date"),
+])
+def test_cli_prices_answers_bad_input_with_one_clear_line(store, monkeypatch, capsys, argv, message):  # noqa: F811
+    assert run_cli(monkeypatch, store.url, "prices", *argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("tokens", ["-5", "many"])
+def test_cli_prices_show_refuses_a_token_count_that_is_not_one(monkeypatch, capsys, tokens):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["prices", "show", "gpt-4o", "--input-tokens", tokens])
+    assert exit_.value.code == 2 and "--input-tokens" in capsys.readouterr().err

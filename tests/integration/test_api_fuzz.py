@@ -200,6 +200,8 @@ def _too_many_buckets(query: dict) -> bool:
 
 
 RULES = {
+    "missing 'id'": lambda q: q.get("scope") != "all" and "id" not in q,
+    "unexpected 'id'": lambda q: q.get("scope") == "all" and bool(q.get("id")),
     "empty range": lambda q: _facts(q)["start"] >= _facts(q)["end"],
     "range too long": lambda q: _facts(q)["span"] > timedelta(days=MAX_RANGE_DAYS),
     "range holds no window": lambda q: (f := _facts(q))["first_window"] >= f["end_window"],

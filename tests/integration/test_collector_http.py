@@ -167,6 +167,8 @@ async def test_every_adapter_route_and_cloudevents_content_types(client, kafka):
     cases = [("/v1/openai", "openai/chat-completions.json", "application/json", 1),
              ("/v1/anthropic", "anthropic/messages.ndjson", "application/x-ndjson", 1),
              ("/v1/litellm", "litellm/standard-logging-payloads.json", "application/json", 3),
+             # LiteLLM's GenericAPILogger sends its ndjson format labelled application/json
+             ("/v1/litellm", "litellm/generic-logger-ndjson-as-json.json", "application/json", 2),
              ("/v1/events", "cloudevents/structured.json", "application/cloudevents+json", 1),
              ("/v1/cloudevents", "cloudevents/batch.json", "application/cloudevents-batch+json", 4)]
     for path, example, content_type, accepted in cases:

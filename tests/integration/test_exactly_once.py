@@ -41,6 +41,11 @@ async def test_end_to_end_usage_outcomes_and_dead_letters_equal_the_ledger(kafka
     placed = await produce(kafka_bootstrap, topic, generate(6000, now_ms(), seed=1))
     ledger = ledger_of(placed)
     assert ledger.outcomes[("duplicate", "")] > 100 and len(ledger.dead_letters) > 100  # the workload is rich
+    units = {unit for row in ledger.usage.values() for unit, count in row.get("units", {}).items() if count}
+    assert units >= {"cache_write_5m_tokens", "cache_write_1h_tokens", "input_audio_tokens", "output_audio_tokens",
+                     "cache_audio_read_tokens", "input_image_tokens", "output_image_tokens", "input_video_tokens",
+                     "web_searches", "storage_searches", "audio_seconds", "input_document_pages",
+                     "input_characters", "input_text_messages", "output_citation_tokens"}  # every unit family
     url = f"chdb://{tmp_path / 'clickhouse'}"
     worker = WorkerProcess(tmp_path / "w", kafka_bootstrap, topic, url, group=f"g-{topic}").start()
     try:

@@ -22,81 +22,18 @@ How the plugin turns a panel's rawSql into SQL (read in grafana/clickhouse-datas
 
 from __future__ import annotations
 
-import json
-import re
-import urllib.parse
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from pipeline.devtools.dashboards import DASHBOARD_DIR, variable
+from pipeline.devtools.dashboards import variable
 from pipeline.usage.ranges import parse_request
+from support.grafana import (ALL, CLICKHOUSE_UID, DASHBOARD, backend_macros, clickhouse_panels, conditional_all,
+                             expand, panel_sql, template_variables, variable_sql)
 from test_query import store  # noqa: F401  (the seeded module fixture)
 
 pytestmark = pytest.mark.clickhouse
-
-DASHBOARD = json.loads((DASHBOARD_DIR / "key-usage.json").read_text())
-CLICKHOUSE_UID = "meterline-clickhouse"
-ALL = "$__all"  # the value Grafana gives a variable whose "All" option is selected
-
-
-# --- the plugin's expansion ---------------------------------------------------------------------------------
-
-def macro_arguments(sql: str, open_paren: int) -> tuple[list[str], int]:
-    """The comma-separated arguments of the macro call whose '(' is at ``open_paren`` and the index after its
-    ')', splitting only at depth 1 (the plugin's getMacroArgs)."""
-    depth, start, args = 0, open_paren + 1, []
-    for i in range(open_paren, len(sql)):
-        if sql[i] == "(":
-            depth += 1
-        elif sql[i] == ")":
-            depth -= 1
-            if depth == 0:
-                return args + [sql[start:i]], i + 1
-        elif sql[i] == "," and depth == 1:
-            args.append(sql[start:i])
-            start = i + 1
-    raise AssertionError(f"unbalanced macro call in {sql!r}")
-
-
-def conditional_all(sql: str, variables: dict[str, str]) -> str:
-    macro = "$__conditionalAll("
-    while (at := sql.rfind(macro)) != -1:  # the plugin also works from the last call backwards
-        args, end = macro_arguments(sql, at + len(macro) - 1)
-        assert len(args) == 2, f"$__conditionalAll takes 2 arguments: {args}"
-        name = re.search(r"(?<=\$\{)\w+(?=\})|(?<=\$)\w+", args[1].strip()).group(0)
-        value = variables[name]
-        sql = sql[:at] + ("1=1" if value in ("", ALL) else args[0]) + sql[end:]
-    return sql
-
-
-def percent_encode(value: str) -> str:
-    return urllib.parse.quote(value, safe="")  # UTF-8; keeps A-Z a-z 0-9 -_.~, like encodeURIComponentStrict
-
-
-def template_variables(sql: str, variables: dict[str, str]) -> str:
-    sql = re.sub(r"\$\{(\w+):percentencode\}", lambda m: percent_encode(variables[m.group(1)]), sql)
-    unsupported = re.findall(r"\$\{\w+[^}]*\}|\$(?!__)\w+", sql)
-    assert not unsupported, f"write template variables as ${{name:percentencode}}, not {unsupported}"
-    return sql
-
-
-def backend_macros(sql: str, start: datetime, end: datetime, interval_s: int) -> str:
-    from_s, to_s, n = int(start.timestamp()), int(end.timestamp()), max(interval_s, 1)
-    sql = re.sub(r"\$__timeFilter\(([^)]*)\)",
-                 lambda m: f"{m.group(1)} >= toDateTime({from_s}) AND {m.group(1)} <= toDateTime({to_s})", sql)
-    sql = re.sub(r"\$__timeInterval\(([^)]*)\)",
-                 lambda m: f"toStartOfInterval(toDateTime({m.group(1)}), INTERVAL {n} second)", sql)
-    sql = re.sub(r"\$__fromTime\b", f"toDateTime({from_s})", sql)
-    sql = re.sub(r"\$__toTime\b", f"toDateTime({to_s})", sql)
-    return re.sub(r"\$__interval_s\b", str(n), sql)
-
-
-def expand(sql: str, start: datetime, end: datetime, interval_s: int = 3600, **variables: str) -> str:
-    sql = backend_macros(template_variables(conditional_all(sql, variables), variables), start, end, interval_s)
-    assert "$" not in sql, f"unexpanded macro in {sql}"
-    return sql
 
 
 def test_the_expansion_matches_the_plugin_on_its_documented_examples():
@@ -113,17 +50,6 @@ def test_the_expansion_matches_the_plugin_on_its_documented_examples():
 
 
 # --- the dashboard's panels ---------------------------------------------------------------------------------
-
-def clickhouse_panels() -> list[dict]:
-    return [p for p in DASHBOARD["panels"] if p.get("datasource", {}).get("uid") == CLICKHOUSE_UID]
-
-
-def panel_sql(title: str) -> str:
-    panel, = [p for p in clickhouse_panels() if p["title"] == title]
-    target, = panel["targets"]
-    assert target["datasource"]["uid"] == CLICKHOUSE_UID and target["editorType"] == "sql"
-    return target["rawSql"]
-
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
@@ -142,21 +68,39 @@ RANGES = [
     ("key-c", utc(2026, 11, 1), utc(2026, 11, 8)),
 ]
 RANGE_IDS = ["days", "hours", "off-the-hour", "no-usage"]
+# With key "All", the panels read the chosen org or project, or every key (both "All").
+OTHER_SCOPES = [("org", "org-1"), ("project", "proj-y"), ("all", None), ("org", "org-2")]
+# (scope, id, from, to): the key ranges, then each other scope over the same ranges (org-2 only holds key-c, so its
+# last range is empty too).
+CASES = ([("key", key, start, end) for key, start, end in RANGES]
+         + [(scope, scope_id, start, end) for scope, scope_id in OTHER_SCOPES for _, start, end in RANGES
+            if scope_id != "org-2" or start == RANGES[-1][1]])
+CASE_IDS = ([f"key-{i}" for i in RANGE_IDS]
+            + [f"{scope}-{i}" for scope, scope_id in OTHER_SCOPES for (_, start, _), i in zip(RANGES, RANGE_IDS)
+               if scope_id != "org-2" or start == RANGES[-1][1]])
+
+
+def variables(scope: str, scope_id: str | None) -> dict[str, str]:
+    """The dashboard's variables that pick a scope: a key, or key All with an org, a project, or neither."""
+    chosen = {"key": ALL, "org": ALL, "project": ALL}
+    if scope != "all":
+        chosen[scope] = scope_id
+    return chosen
 
 
 def run(store, sql: str) -> list[tuple]:  # noqa: F811
     return store.client.query(sql).result_rows
 
 
-def request(key: str, start: datetime, end: datetime, granularity: str | None = None):
-    return parse_request("key", key, start.isoformat(), end.isoformat(), "UTC", granularity)
+def request(scope: str, scope_id: str | None, start: datetime, end: datetime, granularity: str | None = None):
+    return parse_request(scope, scope_id, start.isoformat(), end.isoformat(), "UTC", granularity)
 
 
-# Each check gets the panel's rawSql and one (key, from, to) case.
+# Each check gets the panel's rawSql and one (scope, id, from, to) case.
 def check_stat(field: str):
-    def check(store, sql, key, start, end):  # noqa: F811
-        rows = run(store, expand(sql, start, end, key=key))
-        summary = store.queries.summary(request(key, start, end))
+    def check(store, sql, scope, scope_id, start, end):  # noqa: F811
+        rows = run(store, expand(sql, start, end, **variables(scope, scope_id)))
+        summary = store.queries.summary(request(scope, scope_id, start, end))
         if summary.status.has_usage:
             assert rows == [(getattr(summary.totals, field),)]
         else:
@@ -166,25 +110,25 @@ def check_stat(field: str):
 
 def check_series(*fields: str):
     """Buckets of $__timeInterval at an hourly and a daily interval equal the hourly and daily series."""
-    def check(store, sql, key, start, end):  # noqa: F811
+    def check(store, sql, scope, scope_id, start, end):  # noqa: F811
         for interval_s, granularity in ((3600, "hour"), (86400, "day")):
-            rows = run(store, expand(sql, start, end, interval_s, key=key))
-            series = store.queries.series(request(key, start, end, granularity))
+            rows = run(store, expand(sql, start, end, interval_s, **variables(scope, scope_id)))
+            series = store.queries.series(request(scope, scope_id, start, end, granularity))
             assert [(epoch(r[0]), *r[1:]) for r in rows] == [
                 (epoch(b.start), *(getattr(b, f) for f in fields)) for b in series.buckets]
     return check
 
 
-def check_requests_per_hour(store, sql, key, start, end):  # noqa: F811
+def check_requests_per_hour(store, sql, scope, scope_id, start, end):  # noqa: F811
     for interval_s in (3600, 86400):  # the panel is hourly whatever interval Grafana picks
-        rows = run(store, expand(sql, start, end, interval_s, key=key))
-        series = store.queries.series(request(key, start, end, "hour"))
+        rows = run(store, expand(sql, start, end, interval_s, **variables(scope, scope_id)))
+        series = store.queries.series(request(scope, scope_id, start, end, "hour"))
         assert [(epoch(t), n) for t, n in rows] == [(epoch(b.start), b.requests) for b in series.buckets]
 
 
-def check_models(store, sql, key, start, end):  # noqa: F811
-    rows = run(store, expand(sql, start, end, key=key))
-    breakdown = store.queries.models(request(key, start, end))  # ordered by cost, like the panel
+def check_models(store, sql, scope, scope_id, start, end):  # noqa: F811
+    rows = run(store, expand(sql, start, end, **variables(scope, scope_id)))
+    breakdown = store.queries.models(request(scope, scope_id, start, end))  # ordered by cost, like the panel
     assert [r[:6] for r in rows] == [(m.model, m.provider, m.totals.input_tokens, m.totals.output_tokens,
                                       m.totals.total_cost, m.totals.requests) for m in breakdown.models]
     for row, model in zip(rows, breakdown.models):
@@ -193,8 +137,8 @@ def check_models(store, sql, key, start, end):  # noqa: F811
         assert abs(Decimal(share) - model.request_share) <= Decimal("0.0000005")  # the API's 6-place rounding
 
 
-def check_counted_through(store, sql, key, start, end):  # noqa: F811
-    rows = run(store, expand(sql, start, end, key=key))
+def check_counted_through(store, sql, scope, scope_id, start, end):  # noqa: F811
+    rows = run(store, expand(sql, start, end, **variables(scope, scope_id)))
     counted_through = store.queries.freshness().counted_through
     assert rows == ([] if counted_through is None else [(counted_through.replace(tzinfo=None),)])
 
@@ -217,24 +161,25 @@ def test_every_check_has_its_panel():
     assert {p["title"] for p in clickhouse_panels()} >= set(CHECKS)
 
 
-@pytest.mark.parametrize("key,start,end", RANGES, ids=RANGE_IDS)
+@pytest.mark.parametrize("scope,scope_id,start,end", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("title", [p["title"] for p in clickhouse_panels()])
-def test_panel_equals_the_query_module(store, title, key, start, end):  # noqa: F811
+def test_panel_equals_the_query_module(store, title, scope, scope_id, start, end):  # noqa: F811
     assert title in CHECKS, f"panel {title!r} has no check: add one to CHECKS"
-    CHECKS[title](store, panel_sql(title), key, start, end)
+    CHECKS[title](store, panel_sql(title), scope, scope_id, start, end)
 
 
 def test_the_no_usage_range_is_really_empty_and_its_series_is_all_zeros(store):  # noqa: F811
     key, start, end = RANGES[-1]
-    assert store.queries.summary(request(key, start, end)).status.state == "no_requests_in_period"
-    rows = run(store, expand(panel_sql("Total tokens over time"), start, end, 86400, key=key))
+    assert store.queries.summary(request("key", key, start, end)).status.state == "no_requests_in_period"
+    rows = run(store, expand(panel_sql("Total tokens over time"), start, end, 86400, **variables("key", key)))
     assert len(rows) == 7 and all(n == 0 for _, n in rows)
 
 
 @pytest.mark.parametrize("key", ["key-a' OR api_key_id != '", "x\\' OR 1 = 1 OR '", "x\\", "ü'\"`;"])
 def test_any_key_value_is_data_not_sql(store, key):  # noqa: F811
     """Quotes and backslashes (which ClickHouse reads as escapes) in a key id cannot end the literal."""
-    assert run(store, expand(panel_sql("Total requests"), *RANGES[0][1:], key=key)) == []
+    for scope in ("key", "org", "project"):
+        assert run(store, expand(panel_sql("Total requests"), *RANGES[0][1:], **variables(scope, key))) == []
     assert run(store, expand(variable_sql("key"), *RANGES[0][1:], org=key, project=ALL)) == []
 
 
@@ -249,21 +194,15 @@ def test_time_filter_would_count_the_window_starting_at_to(store):  # noqa: F811
     with_macro = panel_sql("Total requests").replace("window_start >= $__fromTime AND window_start < $__toTime",
                                                      "$__timeFilter(window_start)").replace(
         "hour < $__toTime", "hour <= $__toTime")
-    next_hour = store.queries.summary(request(key, end, utc(2026, 10, 22, 0, 15))).totals.requests
+    next_hour = store.queries.summary(request("key", key, end, utc(2026, 10, 22, 0, 15))).totals.requests
     assert next_hour > 0
-    [(inclusive,)] = run(store, expand(with_macro, start, end, key=key))
-    [(exact,)] = run(store, expand(panel_sql("Total requests"), start, end, key=key))
-    assert exact == store.queries.summary(request(key, start, end)).totals.requests
+    [(inclusive,)] = run(store, expand(with_macro, start, end, **variables("key", key)))
+    [(exact,)] = run(store, expand(panel_sql("Total requests"), start, end, **variables("key", key)))
+    assert exact == store.queries.summary(request("key", key, start, end)).totals.requests
     assert inclusive == exact + next_hour
 
 
 # --- template variables -------------------------------------------------------------------------------------
-
-def variable_sql(name: str) -> str:
-    variable, = [v for v in DASHBOARD["templating"]["list"] if v["name"] == name]
-    assert variable["datasource"]["uid"] == CLICKHOUSE_UID
-    return variable["query"]
-
 
 @pytest.mark.parametrize("org,project", [(ALL, ALL), ("org-1", ALL), ("org-1", "proj-y"), ("", "")])
 def test_the_key_variable_lists_the_keys_of_the_chosen_org_and_project(store, org, project):  # noqa: F811
@@ -298,7 +237,7 @@ def test_the_counted_through_panel_shows_the_query_modules_freshness(clickhouse)
     assert writer.record_freshness(0, -1, int(utc(2026, 11, 30, 12, 0, 1).timestamp() * 1000) + 250)
     assert writer.record_freshness(1, -1, int(utc(2026, 11, 30, 12, 5).timestamp() * 1000))
     rows = clickhouse.query(expand(panel_sql("Counted through"), utc(2026, 11, 1), utc(2026, 12, 1),
-                                   key="k")).result_rows
+                                   **variables("key", "k"))).result_rows
     expected = UsageQueries(clickhouse).freshness().counted_through
     assert expected == datetime(2026, 11, 30, 12, 0, 1, 250000, tzinfo=UTC)  # the older partition
     assert rows == [(expected.replace(tzinfo=None),)]

@@ -32,7 +32,7 @@ LAST = datetime(2026, 11, 10, tzinfo=UTC)
 GAP = (datetime(2026, 10, 27, 23, tzinfo=UTC), datetime(2026, 10, 29, 23, tzinfo=UTC))  # Berlin Oct 28-29: key-a idle
 KEYS = {"key-a": ("org-1", "proj-x"), "key-b": ("org-1", "proj-y"), "key-c": ("org-2", "proj-z")}
 MODELS = [("gpt-4o", "openai"), ("claude-sonnet-4-5", "anthropic"), ("gemini-2.5-pro", "google"),
-          ("my-private-model", "")]
+          ("my-private-model", ""), ("gpt-audio", "openai")]
 SCOPE_FIELD = {"key": "api_key_id", "org": "org_id", "project": "project_id"}
 BERLIN, KOLKATA = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata")
 
@@ -50,13 +50,21 @@ def make_events(n: int = 4000, seed: int = 11) -> list[dict]:
         input_tokens = rng.choice([rng.randint(0, 3000), rng.randint(190_000, 210_000)])
         output_tokens = rng.randint(0, 2000)
         cache_read = rng.randint(0, input_tokens // 2)
-        events.append({
+        event = {
             "request_id": f"q-{len(events)}", "api_key_id": key, "org_id": KEYS[key][0], "project_id": KEYS[key][1],
             "model": model, "provider": provider, "timestamp": int(ts.timestamp() * 1000),
             "input_tokens": input_tokens, "output_tokens": output_tokens, "cache_read_tokens": cache_read,
             "cache_write_tokens": rng.randint(0, input_tokens - cache_read),
             "reasoning_tokens": rng.randint(0, output_tokens), "status": rng.choice(["ok", "ok", "ok", "error"]),
-        })
+        }
+        if model == "claude-sonnet-4-5":  # 1 h cache writes and web searches, billed apart
+            event["usage"] = {"cache_write_1h_tokens": rng.randint(0, event["cache_write_tokens"]),
+                              "web_searches": rng.randint(0, 3)}
+        elif model == "gpt-audio":  # audio tokens, in and out
+            event.update(cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0)
+            event["usage"] = {"input_audio_tokens": rng.randint(0, input_tokens),
+                              "output_audio_tokens": rng.randint(0, output_tokens)}
+        events.append(event)
     return events
 
 
@@ -78,12 +86,13 @@ def price(event: dict) -> Priced:
         p = calc_price(Usage(input_tokens=event["input_tokens"], output_tokens=event["output_tokens"],
                              cache_read_tokens=event["cache_read_tokens"],
                              cache_write_tokens=event["cache_write_tokens"],
-                             output_reasoning_tokens=event["reasoning_tokens"]),
+                             output_reasoning_tokens=event["reasoning_tokens"], **event.get("usage", {})),
                        event["model"], provider_id=event["provider"] or None, genai_request_timestamp=at)
     except LookupError:
         return Priced(event, hour, window, Decimal(0), Decimal(0), True)
-    assert p.input_price + p.output_price == p.total_price
-    return Priced(event, hour, window, p.input_price, p.output_price, False)
+    # genai-prices counts units without a direction (web searches) in total_price only; meterline's rule puts
+    # them on the input side, so input + output = total
+    return Priced(event, hour, window, p.total_price - p.output_price, p.output_price, False)
 
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -92,16 +101,20 @@ TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_wri
 def sums(items: list[Priced]) -> dict:
     out = dict.fromkeys(("requests", "error_requests", "unpriced_requests", *TOKEN_FIELDS), 0)
     out.update(input_cost=Decimal(0), output_cost=Decimal(0))
+    units: dict = defaultdict(int)
     for p in items:
         out["requests"] += 1
         out["error_requests"] += p.event["status"] == "error"
         out["unpriced_requests"] += p.unpriced
         for name in TOKEN_FIELDS:
             out[name] += p.event[name]
+        for name, count in p.event.get("usage", {}).items():
+            units[name] += count
         out["input_cost"] += p.input_cost
         out["output_cost"] += p.output_cost
     out["total_tokens"] = out["input_tokens"] + out["output_tokens"]
     out["total_cost"] = out["input_cost"] + out["output_cost"]
+    out["units"] = {name: units[name] for name in sorted(units) if units[name]}
     return out
 
 
@@ -111,6 +124,7 @@ def select(ledger: list[Priced], scope: str, scope_id: str, start: datetime, end
 
 
 def totals_dict(totals) -> dict:
+    assert sum(totals.unit_costs.values()) == totals.total_cost  # the per-unit costs add up exactly
     return {name: getattr(totals, name) for name in sums([]).keys()}
 
 
@@ -165,6 +179,13 @@ def test_model_breakdown_equals_the_ledger(store, order):
         assert totals_dict(got[model].totals) == sums(items)
         share = (Decimal(len(items)) / len(chosen)).quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
         assert got[model].request_share == share
+    audio = got[("gpt-audio", "openai")].totals
+    assert set(audio.units) == {"input_audio_tokens", "output_audio_tokens"}
+    assert set(audio.unit_costs) == {"input_tokens", "input_audio_tokens", "output_tokens", "output_audio_tokens"}
+    claude = got[("claude-sonnet-4-5", "anthropic")].totals
+    assert set(claude.units) == {"cache_write_1h_tokens", "web_searches"}
+    # $10 per 1,000 searches: the searches' cost is known by hand
+    assert claude.unit_costs["web_searches"] == claude.units["web_searches"] * Decimal("0.01")
     keys = [(m.totals.total_cost, m.totals.requests) if order == "cost" else (m.totals.requests, m.totals.total_cost)
             for m in breakdown.models]
     assert keys == sorted(keys, reverse=True)
@@ -308,6 +329,15 @@ def test_csv_rows_and_totals_match_the_summary_exactly(store, scope, scope_id, g
     for column in ("input_cost", "output_cost", "total_cost"):
         assert all("e" not in r[column].lower() for r in rows)
         assert sum(Decimal(r[column]) for r in rows) == getattr(totals, column)
+    units, unit_costs = defaultdict(int), defaultdict(Decimal)
+    for r in rows:
+        for name, value in (pair.split("=") for pair in r["units"].split(";") if pair):
+            units[name] += int(value)
+        row_costs = [Decimal(pair.split("=")[1]) for pair in r["unit_costs"].split(";") if pair]
+        assert sum(row_costs) == Decimal(r["total_cost"])  # each row's unit costs add up to its total
+        for name, value in (pair.split("=") for pair in r["unit_costs"].split(";") if pair):
+            unit_costs[name] += Decimal(value)
+    assert dict(units) == totals.units and dict(unit_costs) == totals.unit_costs and totals.units
     start, end = datetime(2026, 10, 24, tzinfo=BERLIN), datetime(2026, 10, 27, tzinfo=BERLIN)
     zone_bucket = (lambda p: local_midnight(p, BERLIN)) if granularity == "day" else (lambda p: p.hour)
     expected = bucketed(select(store.ledger, scope, scope_id, start, end),
@@ -369,3 +399,26 @@ def test_a_year_of_hourly_csv_streams_in_blocks_with_constant_memory(clickhouse)
     series = queries.series(year)
     assert len(series.buckets) == 8784
     assert sum(b.requests for b in series.buckets) == queries.summary(year).totals.requests
+
+
+def test_unpriced_models_are_listed_with_their_request_counts(store):
+    def every_key(start: str, end: str, tz: str = "UTC"):
+        return parse_request("key", "*", start, end, tz)
+
+    answer = store.queries.unpriced(every_key("2026-10-20", "2026-11-10"))
+    unpriced = [p for p in store.ledger if p.unpriced]
+    assert unpriced  # my-private-model has no price anywhere
+    expected = defaultdict(list)
+    for p in unpriced:
+        expected[(p.event["model"], p.event["provider"])].append(p)
+    assert [(m.model, m.provider, m.requests, m.keys) for m in answer.models] == [
+        (model, provider, len(items), len({p.event["api_key_id"] for p in items}))
+        for (model, provider), items in sorted(expected.items(), key=lambda kv: -len(kv[1]))]
+    [model] = answer.models
+    assert model.first_window == min(p.window for p in unpriced) and model.last_window == max(p.window for p in unpriced)
+    assert not answer.truncated
+    # the range follows the same rule as every answer: a stored window counts when it starts inside it
+    week = store.queries.unpriced(every_key("2026-10-27", "2026-11-03", "Europe/Berlin"))
+    start, end = datetime(2026, 10, 27, tzinfo=BERLIN), datetime(2026, 11, 3, tzinfo=BERLIN)
+    assert week.models[0].requests == sum(1 for p in unpriced if start <= p.window < end)
+    assert store.queries.unpriced(every_key("2025-01-01", "2025-02-01")).models == ()

@@ -3,22 +3,28 @@ fencing between writers, and the request-id store the dedup relies on."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 from collections import defaultdict
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pytest
 from genai_prices import Usage, calc_price
 
 from pipeline.contract import ContractDecoder
+from pipeline.measures import Counts, Dimensions, costs_by_unit
 from pipeline.metering.dedup import SeenRequests
 from pipeline.metering.failpoints import Failpoints
 from pipeline.migrations import Migrator, discover
-from pipeline.metering.pricing import PriceBook
-from pipeline.metering.rollup import RawMessage, RequestKey, RollupBuilder, TimeBounds
+from pipeline.metering.pricing import Cost, PriceBook
+from pipeline.metering.rollup import DUPLICATE, Outcome, RawMessage, RequestKey, Rollup, RollupBuilder, TimeBounds
 from pipeline.metering.sink import NO_PROGRESS, FencedError, FlushRange, RollupWriter
+from pipeline.usage.export import decimal_text, write_csv
+from pipeline.usage.query import UsageQueries
+from pipeline.usage.ranges import parse_request
 
 pytestmark = pytest.mark.clickhouse
 
@@ -310,3 +316,156 @@ def test_a_partition_with_nothing_committed_is_at_the_offset_before_the_first(cl
     assert writer.progress(0) == NO_PROGRESS == -1
     assert writer.record_freshness(0, -1, NOW_MS) is True  # an idle, empty partition is fresh and still at -1
     assert writer.progress(0) == -1
+
+
+def test_per_unit_maps_sum_key_by_key_across_flushes_and_merges(clickhouse):
+    """units and unit_costs are SimpleAggregateFunction(sumMap, Map(...)): two flushes of the same group, merged
+    by the AggregatingMergeTree, hold each unit's sum; the view's sumMap agrees before and after the merge."""
+    base = {"api_key_id": "key-maps", "model": "claude-sonnet-4-5", "provider": "anthropic", "timestamp": NOW_MS,
+            "input_tokens": 1000, "output_tokens": 10, "cache_write_tokens": 600}
+    first = [{**base, "request_id": "m1", "usage": {"cache_write_1h_tokens": 400, "web_searches": 1}},
+             {**base, "request_id": "m2"}]
+    second = [{**base, "request_id": "m3", "usage": {"cache_write_1h_tokens": 100, "cache_write_5m_tokens": 500}}]
+    writer = new_writer(clickhouse)
+    assert write(writer, first)[0] and write(writer, second, first_offset=2, expected=1)[0]
+    sql = ("SELECT sumMap(units), sumMap(unit_costs), sum(input_cost), sum(output_cost), sum(total_cost), count() "
+           "FROM rollups WHERE kind = 'usage' AND api_key_id = 'key-maps'")
+    view = ("SELECT sumMap(units), sumMap(unit_costs), sum(total_cost) FROM usage_hourly "
+            "WHERE api_key_id = 'key-maps'")
+    units, costs, input_cost, output_cost, total, parts = clickhouse.query(sql).result_rows[0]
+    assert parts == 2 and units == {"cache_write_1h_tokens": 500, "cache_write_5m_tokens": 500, "web_searches": 1}
+    # $3/M input (3 x 400 uncached), $3.75/M writes that are not 1-hour ones (1800 - 500), $6/M 1-hour writes
+    # (500), $15/M output (30), $10 per 1,000 searches (1); the remainders (uncached input, output) are not
+    # stored but derived from the sides' costs
+    assert costs == {"cache_write_tokens": Decimal("0.004875"), "cache_write_1h_tokens": Decimal("0.003"),
+                     "web_searches": Decimal("0.01")}
+    assert costs_by_unit(costs, input_cost, output_cost) == {
+        "cache_write_1h_tokens": Decimal("0.003"), "cache_write_tokens": Decimal("0.004875"),
+        "input_tokens": Decimal("0.0036"), "output_tokens": Decimal("0.00045"), "web_searches": Decimal("0.01")}
+    assert input_cost + output_cost == total
+    before = clickhouse.query(view).result_rows
+    clickhouse.command("OPTIMIZE TABLE rollups FINAL")
+    assert clickhouse.query(sql).result_rows[0] == (units, costs, input_cost, output_cost, total, 1)  # one row
+    assert clickhouse.query(view).result_rows == before
+
+
+def test_a_duplicate_taken_back_out_leaves_no_unit_behind(clickhouse):
+    """A retried event with a ``usage`` object, confirmed as a duplicate by ClickHouse, is taken back out of its
+    group: the second flush stores a zero for its unit, and readers show only the first flush's units and costs."""
+    base = {"api_key_id": "key-dup", "model": "claude-sonnet-4-5", "provider": "anthropic", "timestamp": NOW_MS,
+            "input_tokens": 100, "output_tokens": 10}
+    first = {**base, "request_id": "d1", "usage": {"web_searches": 2}}
+    writer = new_writer(clickhouse)
+    write(writer, [first])
+    messages, draft = flush_of([first, {**base, "request_id": "d2"}], first_offset=1,
+                               seen=writer.load_seen(0, 0, 0))
+    rollup = draft.finish(writer.confirm_seen(0, 0, draft.maybe_seen))
+    assert rollup.outcomes[Outcome(DUPLICATE)] == 1
+    flush = FlushRange(0, 1, messages[-1].offset, 0)
+    encoded = writer.encode(flush, rollup)
+    writer.write_request_ids(encoded)
+    assert writer.commit(flush, encoded)
+    stored_maps = clickhouse.query("SELECT units FROM rollups WHERE kind = 'usage' AND api_key_id = 'key-dup' "
+                                   "ORDER BY requests").result_rows
+    assert stored_maps == [({"web_searches": 0},), ({"web_searches": 2},)]  # the zero is stored...
+    totals = UsageQueries(clickhouse).summary(parse_request("key", "key-dup", "2026-11-25", "2026-11-26")).totals
+    assert totals.requests == 2 and totals.units == {"web_searches": 2}  # ...and never shown
+    # $3/M input, $15/M output (two requests), $10 per 1,000 searches (the first request's two only)
+    assert totals.unit_costs == {"input_tokens": Decimal("0.0006"), "output_tokens": Decimal("0.0003"),
+                                 "web_searches": Decimal("0.02")}
+    assert sum(totals.unit_costs.values()) == totals.total_cost
+
+
+def test_per_unit_costs_travel_as_integer_units_and_land_exactly(clickhouse):
+    """The writer sends each unit's cost as an Int128 count of 1e-24 USD in the EPHEMERAL ``unit_cost_units``
+    map; ClickHouse turns it into ``unit_costs`` Decimal(38, 24) bit for bit: entries summing to the largest
+    Decimal(38, 24), a negative entry, and entries that sum to zero across flushes (never shown to readers)."""
+    largest = 10**38 - 1
+    group = Dimensions("key-exact", "", "", "claude-sonnet-4-5", "anthropic", NOW_MS // 900_000, "v")
+    writer = new_writer(clickhouse)
+    by_flush = [{"cache_write_1h_tokens": largest - 10**30 - 8, "web_searches": 12345678901234567890123,
+                 "input_tokens": 7},
+                {"cache_write_1h_tokens": 10**30, "web_searches": -12345678901234567890123, "output_tokens": 1}]
+    for n, by_unit in enumerate(by_flush):
+        counts = Counts()
+        counts.requests = 1
+        counts.units = [{"web_searches": 0}, {"input_audio_tokens": 5}][n]  # a zero as a take-back leaves
+        output = by_unit.get("output_tokens", 0)  # a Cost's sides hold its units' costs, as pricing makes them
+        rollup = Rollup(groups={group: counts}, costs={group: Cost(sum(by_unit.values()) - output, output, by_unit)})
+        flush = FlushRange(0, n, n, n - 1)
+        assert writer.commit(flush, writer.encode(flush, rollup))
+    rows = clickhouse.query("SELECT unit_costs FROM rollups WHERE kind = 'usage' AND api_key_id = 'key-exact' "
+                            "ORDER BY requests, toString(unit_costs)").result_rows
+    assert sorted((row[0] for row in rows), key=str) == sorted(
+        ({name: Decimal(value).scaleb(-24, Context(prec=80)) for name, value in by_unit.items()}
+         for by_unit in by_flush), key=str)
+    totals = UsageQueries(clickhouse).summary(parse_request("key", "key-exact", "2026-11-25", "2026-11-26")).totals
+    assert totals.units == {"input_audio_tokens": 5}
+    assert totals.unit_costs == {"cache_write_1h_tokens": Decimal(f"{largest - 8}e-24"),
+                                 "input_tokens": Decimal("7e-24"), "output_tokens": Decimal("1e-24")}
+    assert totals.total_cost == Decimal(f"{largest}e-24")  # the largest total a row can hold
+
+
+def test_plain_events_store_no_per_unit_cost_and_read_back_exactly(clickhouse):
+    """A group of events with only input and output tokens stores an empty ``unit_costs`` map (the write path
+    costs what it cost before the per-unit costs), and readers still show both remainders' costs exactly."""
+    events = [{"request_id": f"p{i}", "api_key_id": "key-plain", "model": "gpt-4o", "provider": "openai",
+               "timestamp": NOW_MS, "input_tokens": 1000 + i, "output_tokens": 10 * i} for i in range(1, 4)]
+    write(new_writer(clickhouse), events)
+    stored = clickhouse.query("SELECT unit_costs FROM rollups WHERE kind = 'usage' AND api_key_id = 'key-plain'")
+    assert stored.result_rows == [({},)]
+    totals = UsageQueries(clickhouse).summary(parse_request("key", "key-plain", "2026-11-25", "2026-11-26")).totals
+    # $2.50/M input (3006), $10/M output (60)
+    assert totals.unit_costs == {"input_tokens": Decimal("0.007515"), "output_tokens": Decimal("0.0006")}
+    assert sum(totals.unit_costs.values()) == totals.total_cost
+
+
+def test_rows_stored_with_and_without_remainders_read_back_exactly(clickhouse):
+    """Rows written while ``unit_costs`` held the remainders (input_tokens, output_tokens) and rows written
+    since, in one group and range, before and after ClickHouse merges them into one row: the API and the CSV
+    show each unit's exact cost of all of them, as if every row had been written either way."""
+    base = {"api_key_id": "key-mixed", "model": "claude-sonnet-4-5", "provider": "anthropic", "timestamp": NOW_MS}
+    before = [{**base, "request_id": "o1", "input_tokens": 1000, "output_tokens": 50, "cache_read_tokens": 300,
+               "cache_write_tokens": 200, "usage": {"cache_write_1h_tokens": 150, "web_searches": 3}},
+              {**base, "request_id": "o2", "input_tokens": 400, "output_tokens": 40}]
+    since = [{**base, "request_id": "n1", "input_tokens": 900, "output_tokens": 70, "cache_read_tokens": 100},
+             {**base, "request_id": "n2", "input_tokens": 500, "output_tokens": 20, "cache_write_tokens": 200,
+              "usage": {"cache_write_1h_tokens": 200, "web_searches": 1}}]
+    writer = new_writer(clickhouse)
+    messages, draft = flush_of(before)
+    old = draft.finish(set())
+    # As the writer stored them before: every unit's cost in the map, the remainders included.
+    old.costs.update({group: Cost(cost.input_units, cost.output_units, cost.all_units())
+                      for group, cost in old.costs.items()})
+    flush = FlushRange(0, 0, messages[-1].offset, NO_PROGRESS)
+    assert writer.commit(flush, writer.encode(flush, old))
+    assert write(writer, since, first_offset=2, expected=1)[0]
+    expected: dict[str, Decimal] = defaultdict(Decimal)
+    for rollup in (old, flush_of(since, first_offset=2)[1].finish(set())):
+        for cost in rollup.costs.values():
+            for name, units in cost.all_units().items():
+                expected[name] += Decimal(units).scaleb(-24, Context(prec=80))
+    # By hand: $3/M uncached input (1000-300-200, 400, 900-100, 500-200), $0.30/M cache reads (300, 100),
+    # $3.75/M 5-minute writes (50), $6/M 1-hour writes (350), $15/M output (180), $10 per 1,000 searches (4)
+    assert dict(expected) == {"input_tokens": Decimal("0.006"), "cache_read_tokens": Decimal("0.00012"),
+                              "cache_write_tokens": Decimal("0.0001875"), "cache_write_1h_tokens": Decimal("0.0021"),
+                              "output_tokens": Decimal("0.0027"), "web_searches": Decimal("0.04")}
+    stored = clickhouse.query("SELECT sumMap(unit_costs) FROM rollups WHERE kind = 'usage' "
+                              "AND api_key_id = 'key-mixed'").result_rows[0][0]
+    assert Decimal(0) < stored["input_tokens"] < expected["input_tokens"]  # the old rows' part only
+    request = parse_request("key", "key-mixed", "2026-11-25", "2026-11-26", "UTC", "hour")
+    for merged in (False, True):
+        if merged:
+            clickhouse.command("OPTIMIZE TABLE rollups FINAL")
+            assert clickhouse.query("SELECT count() FROM rollups WHERE kind = 'usage' AND api_key_id = 'key-mixed'"
+                                    ).result_rows == [(1,)]
+        totals = UsageQueries(clickhouse).summary(request).totals
+        assert totals.unit_costs == dict(sorted(expected.items())) and totals.requests == 4
+        assert sum(totals.unit_costs.values()) == totals.total_cost
+        [model] = UsageQueries(clickhouse).models(request).models
+        assert model.totals.unit_costs == totals.unit_costs
+        out = io.StringIO(newline="")
+        write_csv(UsageQueries(clickhouse), request, out)
+        [row] = list(csv.DictReader(io.StringIO(out.getvalue())))
+        assert row["unit_costs"] == ";".join(f"{name}={decimal_text(value)}" for name, value in
+                                             sorted(expected.items()))

@@ -216,9 +216,14 @@ async def assert_page_shows(page: Page, site: str, store, key: str, range_: tupl
 
     models = store.queries.models(request).models
     rows = await page.locator("#models-body tr").evaluate_all(
-        "rows => rows.map(r => [...r.children].map(c => c.textContent))")
+        "rows => rows.map(r => [r.children[0].firstChild.textContent, ...[...r.children].slice(1).map(c => "
+        "c.textContent), [...r.querySelectorAll('.units span')].map(s => [s.dataset.unit, s.textContent])])")
     assert [(r[0], r[1], r[5]) for r in rows] == [(m.model, m.provider or "unknown", f"{m.totals.requests:,}")
                                                   for m in models]
+    # under each name: the non-zero units beyond the token columns, named as the API names them
+    assert any(m.totals.units for m in models)
+    for row, m in zip(rows, models):
+        assert row[-1] == [[name, f"{name.replace('_', ' ')} {count:,}"] for name, count in m.totals.units.items()]
 
 
 async def test_admin_sees_the_numbers_charts_and_models_of_each_range(open_page, site, store):  # noqa: F811

@@ -420,7 +420,7 @@ async def test_spike_alerts_are_marked_on_the_charts_and_link_to_what_fired(open
                             ".getPixelForValue(6)")
     await page.locator("[data-chart=requests] canvas").click(position={"x": x, "y": 30})
     # Chart.js hands events over on the next animation frame
-    await page.wait_for_function("document.activeElement.id === 'alert-2'", timeout=5000)
+    await page.wait_for_function("() => document.activeElement.id === 'alert-2'", timeout=5000)
     await page.locator("#alerts").screenshot(path=artifact("usage-insights-alerts.png"))
     link = items.nth(0).get_by_role("link")
     assert await link.get_attribute("href") == (

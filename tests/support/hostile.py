@@ -201,18 +201,32 @@ def route_templates(now_ms: int) -> dict[str, tuple[str, str, dict]]:
     openai = {"api_key_id": KEY, "request_id": "h-route-openai", "timestamp": now_ms, "provider": "openai",
               "org_id": "o", "project_id": "p", "status": "ok", "latency_ms": 5, "gateway_cost_usd": "0.001",
               "response": {"id": "chatcmpl-1", "model": "gpt-4o", "created": int(seconds), "usage": {
-                  "prompt_tokens": 10, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2},
-                  "completion_tokens_details": {"reasoning_tokens": 1}}}}
+                  "prompt_tokens": 10, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2,
+                                                                                         "audio_tokens": 3},
+                  "completion_tokens_details": {"reasoning_tokens": 1, "audio_tokens": 1}},
+                  "service_tier": "default"}}
     anthropic = {"api_key_id": KEY, "request_id": "h-route-anthropic", "timestamp": now_ms,
                  "response": {"id": "msg_1", "model": "claude-sonnet-4-5", "usage": {
                      "input_tokens": 3, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 1,
-                     "output_tokens": 2}}}
+                     "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 1},
+                     "server_tool_use": {"web_search_requests": 1}, "output_tokens": 2,
+                     "output_tokens_details": {"thinking_tokens": 1}, "service_tier": "standard"}}}
+    gemini = {"api_key_id": KEY, "request_id": "h-route-gemini", "timestamp": now_ms,
+              "response": {"modelVersion": "gemini-2.5-flash", "responseId": "r1", "usageMetadata": {
+                  "promptTokenCount": 10, "candidatesTokenCount": 3, "thoughtsTokenCount": 2,
+                  "cachedContentTokenCount": 4, "toolUsePromptTokenCount": 1,
+                  "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 8}, {"modality": "AUDIO", "tokenCount": 2}],
+                  "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 4}],
+                  "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 3}]}}}
     litellm = {"id": "h-route-litellm", "model": "gpt-4o", "custom_llm_provider": "openai",
                "startTime": seconds - 1, "endTime": seconds, "prompt_tokens": 10, "completion_tokens": 2,
                "response_cost": 0.00012, "status": "success",
                "metadata": {"user_api_key_hash": KEY, "user_api_key_org_id": "o", "user_api_key_team_id": "t",
-                            "usage_object": {"prompt_tokens_details": {"cached_tokens": 1},
-                                             "completion_tokens_details": {"reasoning_tokens": 1}}}}
+                            "usage_object": {"prompt_tokens_details": {
+                                "cached_tokens": 1, "audio_tokens": 2,
+                                "cache_creation_token_details": {"ephemeral_1h_input_tokens": 0}},
+                                "completion_tokens_details": {"reasoning_tokens": 1},
+                                "server_tool_use": {"web_search_requests": 1}}}}
     end_ns = now_ms * 1_000_000
 
     def attr(key: str, kind: str, value) -> dict:
@@ -228,7 +242,9 @@ def route_templates(now_ms: int) -> dict[str, tuple[str, str, dict]]:
                                                   attr("gen_ai.provider.name", "stringValue", "openai"),
                                                   attr("gen_ai.usage.input_tokens", "intValue", "10"),
                                                   attr("gen_ai.usage.output_tokens", "intValue", 3),
-                                                  attr("gen_ai.usage.cache_read.input_tokens", "doubleValue", 2.0)]}]}]}]}
+                                                  attr("gen_ai.usage.cache_read.input_tokens", "doubleValue", 2.0),
+                                                  attr("gen_ai.usage.input_audio_tokens", "intValue", "1"),
+                                                  attr("openai.response.service_tier", "stringValue", "flex")]}]}]}]}
     # The CloudEvent's id is the request id; the time comes from the response's `created`.
     data = {name: value for name, value in openai.items() if name not in ("request_id", "timestamp")}
     cloudevent = {"specversion": "1.0", "id": "h-route-ce", "source": "/gw", "type": "dev.meterline.openai.v1",
@@ -236,6 +252,7 @@ def route_templates(now_ms: int) -> dict[str, tuple[str, str, dict]]:
     return {
         "openai": ("/v1/openai", "application/json", openai),
         "anthropic": ("/v1/anthropic", "application/json", anthropic),
+        "gemini": ("/v1/gemini", "application/json", gemini),
         "litellm": ("/v1/litellm", "application/json", litellm),
         "otlp": ("/v1/otlp/v1/traces", "application/json", otlp),
         "cloudevents": ("/v1/cloudevents", "application/cloudevents+json", cloudevent),

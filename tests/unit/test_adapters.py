@@ -18,6 +18,7 @@ from pipeline.ingest.adapters.anthropic import AnthropicAdapter
 from pipeline.ingest.adapters.base import NDJSON, ItemError, cost_text, seconds_to_ms
 from pipeline.ingest.adapters.cloudevents import BATCH, STRUCTURED, CloudEventsAdapter
 from pipeline.ingest.adapters.contract import ContractAdapter
+from pipeline.ingest.adapters.gemini import GeminiAdapter
 from pipeline.ingest.adapters.litellm import LiteLLMAdapter
 from pipeline.ingest.adapters.openai import OpenAIAdapter
 from pipeline.ingest.adapters.otlp import OtlpTracesAdapter
@@ -26,7 +27,7 @@ from pipeline.ingest.validation import EventValidator, TimeWindow
 from schemas import EXAMPLES_DIR, USAGE_EVENT_SCHEMA
 
 ADAPTERS = {"openai": OpenAIAdapter(), "anthropic": AnthropicAdapter(), "litellm": LiteLLMAdapter(),
-            "otlp": OtlpTracesAdapter(), "cloudevents": CloudEventsAdapter()}
+            "otlp": OtlpTracesAdapter(), "cloudevents": CloudEventsAdapter(), "gemini": GeminiAdapter()}
 EXAMPLES = sorted(p for p in (EXAMPLES_DIR / "adapters").glob("*/*") if ".expected." not in p.name)
 SCHEMA = json.loads(USAGE_EVENT_SCHEMA.read_text())
 # The examples are of 2026-11-25 ~10:15-10:21 UTC; judged as the collector would an hour later, with the
@@ -89,6 +90,86 @@ def test_openai_cached_tokens_are_counted_once_inside_input():
     assert (event["output_tokens"], event["reasoning_tokens"]) == (50, 30)
 
 
+def one_event(adapter, envelope: dict) -> dict:
+    [(_, value)] = run(adapter, json.dumps(envelope).encode())[1].accepted
+    return json.loads(value)
+
+
+def test_anthropic_one_hour_cache_writes_are_read_apart():
+    event = one_event(AnthropicAdapter(), {"api_key_id": "k", "timestamp": 1795602000000, "response": {
+        "id": "msg_1", "model": "claude-sonnet-4-5", "usage": {
+            "input_tokens": 10, "cache_creation_input_tokens": 100_000, "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 100_000},
+            "output_tokens": 100}}})
+    assert (event["input_tokens"], event["cache_write_tokens"]) == (100_010, 100_000)
+    assert event["usage"] == {"cache_write_1h_tokens": 100_000}
+
+
+def test_anthropic_thinking_tokens_reported_apart_become_reasoning():
+    event = one_event(AnthropicAdapter(), {"api_key_id": "k", "timestamp": 1795602000000, "response": {
+        "id": "msg_2", "model": "claude-sonnet-4-5", "usage": {
+            "input_tokens": 20, "output_tokens": 900, "output_tokens_details": {"thinking_tokens": 700},
+            "server_tool_use": {"web_search_requests": 3}, "service_tier": "batch"}}})
+    assert (event["output_tokens"], event["reasoning_tokens"]) == (900, 700)
+    assert event["usage"] == {"web_searches": 3} and event["service_tier"] == "batch"
+
+
+def test_openai_audio_tokens_are_parts_of_prompt_and_completion():
+    event = one_event(OpenAIAdapter(), {"api_key_id": "k", "response": {
+        "id": "c2", "model": "gpt-audio", "created": 1795601700, "service_tier": "priority", "usage": {
+            "prompt_tokens": 1000, "completion_tokens": 500, "prompt_tokens_details": {"audio_tokens": 800},
+            "completion_tokens_details": {"audio_tokens": 400}}}})
+    assert (event["input_tokens"], event["output_tokens"]) == (1000, 500)
+    assert event["usage"] == {"input_audio_tokens": 800, "output_audio_tokens": 400}
+    assert event["service_tier"] == "priority"
+
+
+def test_gemini_thoughts_are_added_to_output_not_found_inside_it():
+    event = one_event(GeminiAdapter(), {"api_key_id": "k", "timestamp": 1795602000000, "response": {
+        "modelVersion": "gemini-2.5-pro", "responseId": "g1", "usageMetadata": {
+            "promptTokenCount": 100, "candidatesTokenCount": 40, "thoughtsTokenCount": 60,
+            "toolUsePromptTokenCount": 5, "totalTokenCount": 205}}})
+    assert (event["input_tokens"], event["output_tokens"], event["reasoning_tokens"]) == (105, 100, 60)
+    assert event["usage"] == {"input_tool_tokens": 5}
+
+
+def test_a_part_bigger_than_its_whole_is_rejected_naming_the_unit():
+    _, verdict = run(AnthropicAdapter(), json.dumps({"api_key_id": "k", "timestamp": 1795602000000, "response": {
+        "id": "m", "model": "claude-sonnet-4-5", "usage": {
+            "input_tokens": 1, "cache_creation_input_tokens": 10, "output_tokens": 1,
+            "cache_creation": {"ephemeral_5m_input_tokens": 8, "ephemeral_1h_input_tokens": 8}}}}).encode())
+    [problem] = verdict.rejected
+    assert problem.reason == "inconsistent_tokens"
+    assert "usage.cache_write_5m_tokens 8, usage.cache_write_1h_tokens 8" in problem.detail
+    assert "cache_write_tokens (10)" in problem.detail
+
+
+NDJSON_LINES = [json.dumps(p) for p in json.loads(
+    (EXAMPLES_DIR / "adapters/litellm/standard-logging-payloads.json").read_text())[:2]]
+
+
+@pytest.mark.parametrize("body, accepted", [
+    ("\n".join(NDJSON_LINES), 2),  # LiteLLM's ndjson log format, labelled application/json
+    ("\n".join(NDJSON_LINES) + "\n", 2),
+    ("\n".join([NDJSON_LINES[0], "{not json", NDJSON_LINES[1]]), 2),  # a bad line is rejected alone
+])
+def test_ndjson_labelled_as_json_is_read_line_by_line(body: str, accepted: int):
+    mapped, verdict = run(LiteLLMAdapter(), body.encode(), "application/json")
+    assert len(verdict.accepted) == accepted
+    assert [p.reason for p in verdict.rejected] == (["invalid_json"] if "{not json" in body else [])
+
+
+@pytest.mark.parametrize("body", [
+    NDJSON_LINES[0] + " trailing",  # one line: not NDJSON, just broken JSON
+    "{\n  \"id\": 1,\n  \"model\": \n}",  # pretty-printed but broken: its first line is no object
+    "[1, 2]\n[3]",  # lines that are not objects
+])
+def test_broken_json_that_is_not_ndjson_is_still_refused_whole(body: str):
+    from pipeline.ingest.adapters.base import BodyError
+    with pytest.raises(BodyError):
+        LiteLLMAdapter().map(body.encode(), "application/json")
+
+
 @pytest.mark.parametrize("value, text", [
     (Decimal("2.85e-05"), "0.0000285"), (Decimal("0"), "0"), (0, "0"), (Decimal("0.1"), "0.1"),
     (Decimal("12.50"), "12.5"), (Decimal("1E+2"), "100"), ("0.000001", "0.000001"),
@@ -137,6 +218,7 @@ def _secret_cases():
     examples = EXAMPLES_DIR / "adapters"
     openai_envelope = json.loads((examples / "openai/chat-completions.json").read_text())
     anthropic_envelope = json.loads((examples / "anthropic/message-with-cache.json").read_text())
+    gemini_envelope = json.loads((examples / "gemini/generate-content.json").read_text())
     litellm_payloads = json.loads((examples / "litellm/standard-logging-payloads.json").read_text())
     cloudevent = json.loads((examples / "cloudevents/structured.json").read_text())
     leaky_cloudevent = {**_with_secrets(cloudevent), "data": _with_secrets(cloudevent["data"])}
@@ -144,6 +226,7 @@ def _secret_cases():
         ("events", ContractAdapter(), json.dumps([_with_secrets(event)]), "application/json"),
         ("openai", OpenAIAdapter(), json.dumps(_with_secrets(openai_envelope)), "application/json"),
         ("anthropic", AnthropicAdapter(), json.dumps(_with_secrets(anthropic_envelope)), "application/json"),
+        ("gemini", GeminiAdapter(), json.dumps(_with_secrets(gemini_envelope)), "application/json"),
         ("litellm", LiteLLMAdapter(), json.dumps([_with_secrets(p) for p in litellm_payloads]), "application/json"),
         ("otlp", OtlpTracesAdapter(), _otlp_with_secrets().decode(), "application/json"),
         ("cloudevents", CloudEventsAdapter(), json.dumps(leaky_cloudevent), STRUCTURED),

@@ -16,11 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.contract import ID_FIELDS, MAX_TOKENS, REASONS, ContractDecoder, Rejection, hash_api_key
+from pipeline.contract import ID_FIELDS, MAX_TOKENS, REASONS, ContractDecoder, Rejection, hash_api_key, unit_values
 from pipeline.metering.deadletters import DETAIL_LIMIT, MAX_VALUE_BYTES, dead_letter_record
 from pipeline.metering.dedup import SeenRequests
 from pipeline.metering.pricing import PriceBook
 from pipeline.metering.rollup import COUNTED, REJECTED, RawMessage, RollupBuilder
+from pipeline.units import USAGE_UNITS, inconsistency
 from support.corpus import hostile_cases
 from support.writes import bounds_at
 
@@ -122,8 +123,11 @@ def assert_total(value: bytes | None, key: bytes | None = None) -> None:
         assert isinstance(event.timestamp, int) and event.api_key_id and event.api_key is None
         assert 0 <= event.cache_read_tokens + event.cache_write_tokens <= event.input_tokens <= MAX_TOKENS
         assert 0 <= event.reasoning_tokens <= event.output_tokens <= MAX_TOKENS
-        for name in ID_FIELDS:
+        for name in (*ID_FIELDS, "service_tier"):
             assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in getattr(event, name))
+        if event.usage is not None:  # normalised: known units, no zeros, no part above its whole
+            assert event.usage and set(event.usage) <= set(USAGE_UNITS) and all(event.usage.values())
+            assert inconsistency(unit_values(event)) is None
 
 
 @FUZZ
@@ -140,7 +144,11 @@ _JSON = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12)
 _FIELDS = (*_VALID, "api_key", "provider", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "org_id",
-           "project_id", "status", "latency_ms", "gateway_cost_usd")
+           "project_id", "status", "latency_ms", "gateway_cost_usd", "usage", "service_tier")
+# usage objects: real unit names (and a few others) with counts around the part-of limits
+_USAGE = st.dictionaries(st.sampled_from(USAGE_UNITS) | st.text(max_size=12),
+                         st.integers(min_value=-1, max_value=12) | st.integers(min_value=-(2**65), max_value=2**65),
+                         max_size=6)
 
 
 @st.composite
@@ -148,7 +156,8 @@ def near_valid_events(draw) -> dict:
     """A valid event with some fields replaced by any JSON value, removed, or given odd strings."""
     event = dict(_VALID)
     for name in draw(st.lists(st.sampled_from(_FIELDS), max_size=4)):
-        event[name] = draw(_JSON | st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+        event[name] = draw(_JSON | st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+                           | (_USAGE if name == "usage" else st.nothing()))
     for name in draw(st.lists(st.sampled_from(list(_VALID)), max_size=2)):
         event.pop(name, None)
     return event

@@ -36,4 +36,5 @@ def test_measure_declarations_are_frozen_and_named_once():
     with pytest.raises(dataclasses.FrozenInstanceError):
         REQUESTS.name = "calls"  # type: ignore[misc]
     assert len({*USAGE_MEASURES}) == len(USAGE_MEASURES) == len(BY_NAME)
-    assert Counts.__slots__ == tuple(measure.name for measure in COUNTED)
+    # one slot per counted measure, then the per-unit counts and what is priced apart (pipeline/units.py)
+    assert Counts.__slots__ == (*(measure.name for measure in COUNTED), "units", "priced_apart")

@@ -241,6 +241,39 @@ def test_counts_accumulate_every_declared_measure():
     assert set(counts.as_dict().values()) == {0}
 
 
+def test_counts_sum_usage_units_and_take_a_duplicates_back():
+    counts = Counts()
+    decoder = ContractDecoder()
+    [a], _ = decoder.decode(json.dumps(event("a", NOW_MS, usage={"input_audio_tokens": 40, "web_searches": 2})).encode())
+    [b], _ = decoder.decode(json.dumps(event("b", NOW_MS, usage={"input_audio_tokens": 5})).encode())
+    [plain], _ = decoder.decode(json.dumps(event("c", NOW_MS)).encode())
+    for e in (a, b, plain):
+        counts.add(e)
+    assert counts.units == {"input_audio_tokens": 45, "web_searches": 2} and counts.requests == 3
+    assert counts.value("input_audio_tokens") == 45 and counts.value("output_reasoning_tokens") == 0
+    assert counts.value("requests") == 3 and counts.value("input_tokens") == 300
+    counts.subtract(a)
+    assert counts.as_dict()["units"] == {"input_audio_tokens": 5}  # zeros are left out
+
+
+async def test_a_flush_writes_every_unit_and_its_cost():
+    store = MemoryStore()
+    meter = new_meter(store)
+    usage = {"cache_write_1h_tokens": 100_000}
+    rollup = await flush(meter, messages(event("u1", NOW_MS - HOUR, model="claude-sonnet-4-5", provider="anthropic",
+                                               input_tokens=100_010, output_tokens=100,
+                                               cache_write_tokens=100_000, usage=usage)))
+    [(group, counts)] = rollup.groups.items()
+    assert counts.units == usage
+    cost = rollup.costs[group]
+    expected = calc_price(Usage(input_tokens=100_010, cache_write_tokens=100_000, cache_write_1h_tokens=100_000,
+                                output_tokens=100), "claude-sonnet-4-5", provider_id="anthropic",
+                          genai_request_timestamp=datetime.fromtimestamp((NOW_MS - HOUR) / 1000, UTC)).total_price
+    assert cost.total_units == units(expected) == units("0.60153")
+    assert cost.all_units() == {"input_tokens": units("0.00003"), "cache_write_1h_tokens": units("0.6"),
+                                "output_tokens": units("0.0015")}
+
+
 def test_the_filter_finds_ids_added_since_its_last_merge_and_forgets_by_hour():
     seen = SeenRequests(request_id_hashes(["main"]), np.asarray([10], dtype=np.uint32))
     seen.add(request_id_hashes(["recent"]), np.asarray([11], dtype=np.uint32))

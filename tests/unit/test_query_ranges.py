@@ -206,13 +206,13 @@ def test_local_hours_over_many_lord_howe_dst_shifts_are_counted_one_by_one():
         with pytest.raises(QueryError) as error:
             request("2024-01-01", end, "Australia/Lord_Howe", "hour")
         assert error.value.detail.startswith(f"{expected} hour buckets;")
-        assert local_hours(datetime(2024, 1, 1, tzinfo=LORD_HOWE), parse_instant(end, LORD_HOWE, "to")) == expected
+        assert lord_howe_local_hours(datetime(2024, 1, 1, tzinfo=LORD_HOWE), parse_instant(end, LORD_HOWE, "to")) == expected
 
 
 LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
 
 
-def local_hours(start: datetime, end: datetime) -> int:
+def lord_howe_local_hours(start: datetime, end: datetime) -> int:
     """The local hours of [start, end) in Lord Howe: distinct (date, hour, UTC offset) of its 15-minute windows."""
     hours = set()
     for window in range(int(start.timestamp()), int(end.timestamp()), 900):
@@ -320,6 +320,180 @@ def test_december_rolls_over_to_january_of_the_next_year():
 def test_every_accepted_zone_name_is_a_zone():
     assert TIME_ZONES and all(name and not name.startswith("#") for name in TIME_ZONES)
     assert all(ZoneInfo(name) for name in TIME_ZONES)
+
+
+# -- decompose: a range as whole UTC days, whole UTC hours and 15-minute windows ----------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from pipeline.usage.ranges import (ALL, TIME_ZONES, Decomposition, decompose, local_hours,  # noqa: E402
+                                   offset_runs)
+
+WINDOW, HOUR, DAY = 900, 3600, 86400
+# Windows around 2026 (a few days either side of a UTC midnight is enough to meet every case).
+windows = st.integers(min_value=1_790_000_000 // WINDOW, max_value=1_790_000_000 // WINDOW + 6 * 96).map(
+    lambda w: w * WINDOW)
+
+
+def expand(runs) -> list[int]:
+    return [w for start, stop in runs for w in range(start, stop, WINDOW)]
+
+
+def brute_force(first: int, end: int, cuts: list[int]) -> Decomposition:
+    """Window by window: a UTC day (hour) is coarse when all of its windows are in the range and no cut falls
+    strictly inside it; a window is in the coarsest unit that is."""
+    inner = {c for c in cuts if first < c < end}
+
+    def whole(unit_start: int, size: int) -> bool:
+        return (first <= unit_start and unit_start + size <= end
+                and not any(unit_start < c < unit_start + size for c in inner))
+
+    grains: dict[str, list[int]] = {"windows": [], "hours": [], "days": []}
+    for w in range(first, end, WINDOW):
+        day, hour = w // DAY * DAY, w // HOUR * HOUR
+        grain = "days" if whole(day, DAY) else "hours" if whole(hour, HOUR) else "windows"
+        grains[grain].append(w)
+    return Decomposition(*(tuple(_runs(grains[g])) for g in ("windows", "hours", "days")))
+
+
+def _runs(ws: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for w in ws:
+        if runs and runs[-1][1] == w:
+            runs[-1] = (runs[-1][0], w + WINDOW)
+        else:
+            runs.append((w, w + WINDOW))
+    return runs
+
+
+@settings(max_examples=400, deadline=None)
+@given(windows, windows, st.lists(windows, max_size=6))
+def test_decompose_equals_the_window_by_window_brute_force(a, b, cuts):
+    first, end = min(a, b), max(a, b)
+    got = decompose(first, end, cuts)
+    assert got == brute_force(first, end, cuts)
+    covered = expand(got.windows) + expand(got.hours) + expand(got.days)
+    assert sorted(covered) == list(range(first, end, WINDOW))  # every window once
+    assert all(s % HOUR == 0 and e % HOUR == 0 for s, e in got.hours)
+    assert all(s % DAY == 0 and e % DAY == 0 for s, e in got.days)
+
+
+def test_decompose_a_year_in_utc_is_days_and_edge_windows():
+    first, end = 1_764_547_200 + 45 * 60, 1_796_083_200 + 30 * 60  # 2025-12-01T00:45Z .. 2026-12-01T00:30Z
+    got = decompose(first, end)
+    assert got.days == ((1_764_547_200 + DAY, 1_796_083_200),)
+    assert got.hours == ((1_764_547_200 + HOUR, 1_764_547_200 + DAY),)
+    assert got.windows == ((first, 1_764_547_200 + HOUR), (1_796_083_200, end))
+
+
+def test_a_cut_inside_an_hour_keeps_that_hour_fine_grained():
+    """Kolkata's midnight is 18:30 UTC: the UTC hour 18:00 holds windows of two local days."""
+    first, end = 1_790_000_000 // DAY * DAY, 1_790_000_000 // DAY * DAY + 2 * DAY
+    cut = first + 18 * HOUR + 30 * 60
+    got = decompose(first, end, [cut])
+    assert (first + 18 * HOUR, first + 19 * HOUR) in got.windows
+    assert got.days == ((first + DAY, end),)
+
+
+def test_decompose_refuses_instants_off_the_window_grid():
+    with pytest.raises(ValueError):
+        decompose(1_790_000_000, 1_790_000_000 + 7 * WINDOW)  # 1_790_000_000 is not a window start
+    with pytest.raises(ValueError):
+        decompose(1_789_999_200 + WINDOW, 1_789_999_200)
+
+
+# -- local hours from the zone's offset runs: equal to bucket_key window by window ---------------------------
+
+ZONES_TO_CHECK = ["UTC", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe",
+                  "Australia/Eucla", "America/St_Johns", "Pacific/Chatham", "America/New_York"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(ZONES_TO_CHECK), st.integers(0, 4 * 365 * 96), st.integers(1, 3 * 96))
+def test_local_hours_equal_bucket_key_window_by_window(tz, offset_windows, length):
+    zone = ZoneInfo(tz)
+    first = 1_704_067_200 + offset_windows * WINDOW  # from 2024-01-01 on, over four years of DST shifts
+    end = first + length * WINDOW
+    got = local_hours(zone, first, end)
+    keys = []
+    for w in range(first, end, WINDOW):
+        key = bucket_key(w, "hour", zone)
+        if not keys or keys[-1] != key:
+            keys.append(key)
+    assert [key for key, _ in got] == keys
+    for key, start in got:  # the start is the hour's first window, as bucket_start says
+        assert datetime.fromtimestamp(start, zone) == bucket_start(key, "hour", zone)
+
+
+@pytest.mark.parametrize("tz", ["Australia/Lord_Howe", "Europe/Berlin", "Asia/Kolkata"])
+def test_hourly_buckets_of_a_year_are_computed_from_offset_runs(tz):
+    r = request("2025-12-01", "2026-12-01", tz, "hour")
+    zone = r.zone
+    keys = []
+    for w in range(r.first_window_epoch, r.end_window_epoch, WINDOW):
+        key = bucket_key(w, "hour", zone)
+        if not keys or keys[-1] != key:
+            keys.append(key)
+    assert r.bucket_keys() == keys and r.bucket_count() == len(keys)
+    starts = r.bucket_starts()
+    assert list(starts) == keys
+    assert all(starts[k] == bucket_start(k, "hour", zone) for k in keys[:50] + keys[-50:])
+
+
+def test_offset_runs_find_each_change_at_its_window():
+    zone = ZoneInfo("Australia/Lord_Howe")  # +11:00 -> +10:30 on 2026-04-05 at 02:00 local (15:00 UTC)
+    first, end = 1_775_000_000 // DAY * DAY, 1_775_000_000 // DAY * DAY + 6 * DAY
+    runs = offset_runs(zone, first, end)
+    assert [r[2] for r in runs] == [39600, 37800]
+    change = runs[0][1]
+    assert datetime.fromtimestamp(change - WINDOW, zone).utcoffset().total_seconds() == 39600
+    assert datetime.fromtimestamp(change, zone).utcoffset().total_seconds() == 37800
+    assert runs[0][0] == first and runs[-1][1] == end
+
+
+def _offset_changes(name: str, until: int) -> list[int]:
+    """UTC instants at which zoneinfo changes the zone's offset, from its transition table and, beyond it, its
+    POSIX rule (read through CPython's pure-Python zoneinfo, which exposes both)."""
+    from zoneinfo import _zoneinfo
+    zone = _zoneinfo.ZoneInfo.no_cache(name)
+    changes, previous = [], getattr(zone, "_ttinfo_before", None)
+    previous = previous and previous.utcoff
+    for instant, info in zip(zone._trans_utc, zone._ttinfos):
+        if previous is not None and info.utcoff != previous:
+            changes.append(instant)
+        previous = info.utcoff
+    rule = zone._tz_after
+    if isinstance(rule, _zoneinfo._TZStr):
+        last_year = datetime.fromtimestamp(max(zone._trans_utc[-1:] or [0]), UTC).year
+        for year in range(last_year, datetime.fromtimestamp(until, UTC).year + 1):
+            start, end = rule.transitions(year)
+            changes += [start - int(rule.std.utcoff.total_seconds()), end - int(rule.dst.utcoff.total_seconds())]
+    return sorted({c for c in changes if c <= until})
+
+
+def test_no_accepted_zone_changes_its_offset_twice_within_a_day():
+    """offset_runs reads offsets once per UTC day and bisects between two readings that differ: every accepted
+    zone must change its offset at most once per day (1970..2106). (A change need not fall on a window start,
+    e.g. America/Goose_Bay's 00:01 changes of 1987-1993: a window has the offset of its start, and the bisection
+    finds the first window whose start reads the new one.)"""
+    pytest.importorskip("zoneinfo._zoneinfo")
+    until = 4_291_747_200
+    too_close = []
+    for name in TIME_ZONES:
+        changes = [c for c in _offset_changes(name, until) if c >= 0]
+        too_close += [(name, a) for a, b in zip(changes, changes[1:]) if b - a < DAY]
+    assert not too_close, too_close[:10]
+
+
+def test_scope_all_takes_no_id_and_the_others_need_one():
+    assert parse_request(ALL, None, "2026-11-01", "2026-11-02").scope_id == ""
+    assert parse_request(ALL, "", "2026-11-01", "2026-11-02").scope == ALL
+    with pytest.raises(QueryError) as error:
+        parse_request(ALL, "k", "2026-11-01", "2026-11-02")
+    assert error.value.error == "unexpected 'id'"
+    with pytest.raises(QueryError) as error:
+        parse_request("org", None, "2026-11-01", "2026-11-02")
+    assert error.value.error == "missing 'id'"
 
 
 # ---- the previous period: the same local length just before `from` -----------------------------------------

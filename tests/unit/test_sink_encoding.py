@@ -59,7 +59,7 @@ def test_a_flush_encodes_one_row_per_group_then_its_outcomes_then_its_progress()
     rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
     zero = {"requests": 0, "error_requests": 0, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
             "cache_write_tokens": 0, "reasoning_tokens": 0, "gateway_cost_requests": 0, "unpriced_requests": 0,
-            "gateway_cost": "0", "input_cost_units": 0, "output_cost_units": 0}
+            "gateway_cost": "0", "units": {}, "input_cost_units": 0, "output_cost_units": 0, "unit_cost_units": {}}
     no_group = {"api_key_id": "", "org_id": "", "project_id": "", "model": "", "provider": "", "hour": 0,
                 "quarter": 0, "price_version": ""}
     assert rows == [
@@ -68,8 +68,9 @@ def test_a_flush_encodes_one_row_per_group_then_its_outcomes_then_its_progress()
          "kafka_topic": "", "kafka_partition": 0, "outcome": "", "reason": "", "requests": 3, "error_requests": 1,
          "input_tokens": 1200, "output_tokens": 80, "cache_read_tokens": 200, "cache_write_tokens": 100,
          "reasoning_tokens": 30, "gateway_cost_requests": 2, "unpriced_requests": 0,
-         "gateway_cost": "0.003100000000000000000000", "input_cost_units": 2_500 * 10**18,
-         "output_cost_units": 800 * 10**18, "events": 0, "last_offset": 0, "counted_through": 0},
+         "gateway_cost": "0.003100000000000000000000", "units": {}, "input_cost_units": 2_500 * 10**18,
+         "output_cost_units": 800 * 10**18, "unit_cost_units": {}, "events": 0, "last_offset": 0,
+         "counted_through": 0},
         {"kind": "usage", "api_key_id": "k2", "org_id": "", "project_id": "", "model": "acme-private",
          "provider": "", "hour": HOUR_491_000 * 3600, "quarter": 1, "price_version": "", "kafka_topic": "",
          "kafka_partition": 0, "outcome": "", "reason": "", **zero, "requests": 2, "input_tokens": 10,

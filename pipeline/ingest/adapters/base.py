@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from pipeline.contract import rejection_for
+from pipeline.units import TOP_LEVEL
 
 # Floats are parsed as Decimal so that costs and fractional epoch seconds stay exact.
 _DOCUMENT = msgspec.json.Decoder(float_hook=Decimal)
@@ -127,16 +128,34 @@ def ndjson_lines(body: bytes) -> list[bytes]:
 
 
 def parse_records(body: bytes, content_type: str) -> list[Any]:
-    """Records of a body holding one JSON object, a JSON array of them, or NDJSON (one per line)."""
+    """Records of a body holding one JSON object, a JSON array of them, or NDJSON (one per line).
+
+    NDJSON is also recognised when it is labelled ``application/json``: LiteLLM's generic API logger sends its
+    ``ndjson`` log format with that content type (litellm/integrations/generic_api/generic_api_callback.py).
+    A body that is not one JSON document but whose first line is a JSON object on its own, followed by more
+    lines, is read line by line (each bad line rejected alone) instead of being refused whole.
+    """
     refuse_empty(body)
     if content_type == NDJSON:
         records = [_parse_line(line) for line in ndjson_lines(body)]
     else:
-        document = parse_document(body)
-        records = document if isinstance(document, list) else [document]
+        try:
+            document = parse_document(body)
+        except BodyError:
+            if not ndjson_in_disguise(body):
+                raise
+            records = [_parse_line(line) for line in ndjson_lines(body)]
+        else:
+            records = document if isinstance(document, list) else [document]
     if not records:
         raise BodyError("empty_batch", "the body holds no record")
     return records
+
+
+def ndjson_in_disguise(body: bytes) -> bool:
+    """Several lines, the first of them a JSON object on its own: NDJSON whatever the label says."""
+    lines = ndjson_lines(body)
+    return len(lines) > 1 and isinstance(_parse_line(lines[0]), dict)
 
 
 def _parse_line(line: bytes) -> Any:
@@ -267,3 +286,66 @@ def cost_text(value: Any, name: str) -> str | None:
         cost = cost.quantize(_COST_QUANTUM, rounding=ROUND_HALF_EVEN)
     text = format(cost, "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+# ---- reading usage units ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Modality:
+    """A path step into a list of ``{"modality": "TEXT", "tokenCount": n}`` items (Gemini's per-modality
+    details): the item whose ``modality`` equals ``value``."""
+
+    value: str
+    key: str = "modality"
+
+
+Path = tuple[str | Modality, ...]
+Mapping_ = tuple[Path, str]  # (where in the provider's usage object, the genai-prices unit it adds to)
+
+
+def read_units(usage: dict[str, Any], mappings: Iterable[Mapping_], where: str = "usage") -> dict[str, int]:
+    """The unit counts a provider's usage object reports, by genai-prices unit name (pipeline/units.py).
+
+    Several mappings to one unit add up (Anthropic's input is three disjoint buckets). Absent values are
+    skipped; a value that is not a non-negative integer is the record's fault (``invalid_field``, naming the
+    path), checked before any sum so a bad part cannot hide inside a plausible total.
+    """
+    units: dict[str, int] = {}
+    for path, unit in mappings:
+        value = _at(usage, path)
+        if value is None:
+            continue
+        if type(value) is not int or value < 0:
+            raise ItemError("invalid_field", f"`{where}.{_dotted(path)}` must be a non-negative integer")
+        units[unit] = units.get(unit, 0) + value
+    return units
+
+
+def _at(obj: Any, path: Path) -> Any:
+    for step in path:
+        if isinstance(step, Modality):
+            if not isinstance(obj, list):
+                return None
+            obj = next((item for item in obj if isinstance(item, dict) and item.get(step.key) == step.value), None)
+        elif isinstance(obj, dict):
+            obj = obj.get(step)
+        else:
+            return None
+    return obj
+
+
+def _dotted(path: Path) -> str:
+    return ".".join(f"[{s.key}={s.value}]" if isinstance(s, Modality) else s for s in path)
+
+
+def unit_fields(units: dict[str, int]) -> dict[str, Any]:
+    """Contract fields for unit counts: the top-level token fields (``output_reasoning_tokens`` is
+    ``reasoning_tokens``), every other non-zero unit in the ``usage`` object."""
+    fields: dict[str, Any] = {name: units[unit] for name, unit in TOP_LEVEL.items() if unit in units}
+    extra = {unit: count for unit, count in units.items() if unit not in _TOP_LEVEL_UNITS and count}
+    if extra:
+        fields["usage"] = extra
+    return fields
+
+
+_TOP_LEVEL_UNITS = frozenset(TOP_LEVEL.values())

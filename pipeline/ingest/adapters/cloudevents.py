@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.ingest.adapters import anthropic, litellm, openai
+from pipeline.ingest.adapters import anthropic, gemini, litellm, openai
 from pipeline.ingest.adapters.base import BodyError, ItemError, Mapped, derived_request_id, first, map_each, \
     parse_document, without_none
 
@@ -28,6 +28,7 @@ TYPES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "dev.meterline.usage.v1": _contract_event,
     "dev.meterline.openai.v1": openai.map_envelope,
     "dev.meterline.anthropic.v1": anthropic.map_envelope,
+    "dev.meterline.gemini.v1": gemini.map_envelope,
     "dev.meterline.litellm.v1": litellm.map_payload,
 }
 SCHEMAS = {CONTRACT_SCHEMA: _contract_event}

@@ -9,6 +9,10 @@ repeat the sum of their children's usage) is skipped, never counted twice.
 Semantic conventions: ``gen_ai.usage.input_tokens`` SHOULD include all input tokens, cached ones
 included, and the cache read/creation counts SHOULD be included in it; reasoning SHOULD be included in
 ``gen_ai.usage.output_tokens``. Those are the contract's semantics, so the numbers are copied as they are.
+The conventions name no other unit; an instrumentation that reports one as ``gen_ai.usage.<unit>`` with a
+genai-prices unit name (``gen_ai.usage.input_audio_tokens``, ``gen_ai.usage.web_searches``) has it read into the
+event's ``usage`` object, with the same part-of rules. The service tier comes from ``openai.response.service_tier``
+(and its older name ``gen_ai.openai.response.service_tier``) or ``meterline.service_tier``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from pipeline.ingest.adapters.base import BodyError, ItemError, Mapped, first, map_items, parse_document, \
     without_none
 from pipeline.ingest.adapters.otlp_values import Attributes, attributes_of, int_of
+from pipeline.units import USAGE_UNITS
 
 INFERENCE_OPERATIONS = frozenset({"chat", "generate_content", "text_completion", "embeddings"})
 USAGE_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
@@ -25,6 +30,10 @@ STATUS_ERROR = (2, "STATUS_CODE_ERROR")
 # meterline's own attributes, looked up on the span first, then on its resource.
 REQUEST_ID, API_KEY_ID = "meterline.request_id", "meterline.api_key_id"
 ORG_ID, PROJECT_ID = "meterline.org_id", "meterline.project_id"
+SERVICE_TIER_KEYS = ("meterline.service_tier", "openai.response.service_tier", "gen_ai.openai.response.service_tier")
+USAGE_PREFIX = "gen_ai.usage."
+# gen_ai.usage.<unit> attributes read into the event's usage object (genai-prices names, pipeline/units.py).
+EXTRA_UNIT_KEYS = {USAGE_PREFIX + unit: unit for unit in USAGE_UNITS}
 
 
 class OtlpTracesAdapter:
@@ -76,8 +85,21 @@ def map_span(span: Any, resource: Attributes) -> dict[str, Any] | None:
         "status": "error" if _dict(span.get("status")).get("code") in STATUS_ERROR else "ok",
         "latency_ms": None if end_ns is None or start_ns is None or end_ns < start_ns
         else (end_ns - start_ns) // 1_000_000,
+        "service_tier": first(*(attrs.get(key) for key in SERVICE_TIER_KEYS)),
+        "usage": _extra_units(attrs),
     }
     return without_none(event)
+
+
+def _extra_units(attrs: Attributes) -> dict[str, int] | None:
+    units = {}
+    for key, unit in EXTRA_UNIT_KEYS.items():
+        count = _tokens(attrs, key)
+        if count is not None and count < 0:
+            raise ItemError("invalid_field", f"`{key}` must be a non-negative integer")
+        if count:
+            units[unit] = count
+    return units or None
 
 
 def _span_request_id(span: dict[str, Any]) -> str | None:

@@ -48,8 +48,11 @@ function modelRow(model) {
   const totals = model.totals;
   const cost = cell("td", formatUsd(totals.total_cost), "number");
   cost.title = `${exactUsd(totals.total_cost)} exactly`;
+  const name = cell("th", model.model);
+  const units = unitsLine(totals);
+  if (units) name.append(units);
   row.append(
-    cell("th", model.model),
+    name,
     cell("td", model.provider || "unknown"),
     cell("td", formatInteger(totals.input_tokens), "number"),
     cell("td", formatInteger(totals.output_tokens), "number"),
@@ -59,6 +62,29 @@ function modelRow(model) {
   );
   row.firstChild.scope = "row";
   return row;
+}
+
+// Units beyond the token columns, shown under a model's name when non-zero (genai-prices names from
+// totals.units: input_audio_tokens, cache_write_1h_tokens, web_searches, ...). Cache and reasoning tokens have
+// their own columns in the efficiency table.
+
+/** "input audio tokens 800 · web searches 3" (each with its exact cost in the tooltip), or null when the
+ * model reported nothing beyond the token columns. */
+function unitsLine(totals) {
+  const costs = totals.unit_costs || {};
+  const entries = Object.entries(totals.units || {});
+  if (entries.length === 0) return null;
+  const line = document.createElement("div");
+  line.className = "units";
+  for (const [key, count] of entries) {
+    const item = document.createElement("span");
+    item.dataset.unit = key;
+    item.textContent = `${key.replaceAll("_", " ")} ${formatInteger(count)}`;
+    const cost = costs[key];
+    if (cost) item.title = `${exactUsd(cost)} exactly`;
+    line.append(item);
+  }
+  return line;
 }
 
 /** The series as a table (inside a <details>): the charts' text alternative. */
