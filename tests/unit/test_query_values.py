@@ -1,11 +1,13 @@
 """What the usage view derives in Python from ClickHouse's sums: totals and their ratios, and the change from the
 previous period (pure logic; tests/integration/test_query.py checks the sums themselves on chDB)."""
 
+import dataclasses
 from dataclasses import FrozenInstanceError
 from decimal import Decimal
 
 import pytest
 
+import pipeline.usage.query as query
 from pipeline.usage.query import COMPARED, Change, Changes, ModelUsage, Totals, _ratio
 
 SUMS = {"requests": 8, "error_requests": 1, "unpriced_requests": 2, "input_tokens": 1000, "output_tokens": 333,
@@ -98,3 +100,13 @@ def test_answers_are_frozen_values():
     usage = ModelUsage("gpt-4o", "openai", Decimal("0.5"), totals)
     with pytest.raises(FrozenInstanceError):
         usage.model = "other"  # type: ignore[misc]
+
+
+def test_every_answer_of_the_usage_view_is_a_frozen_dataclass():
+    """Answers are handed to the API, the CLI and the CSV export as they are: none may be changed on the way."""
+    answers = [value for value in vars(query).values()
+               if isinstance(value, type) and value.__module__ == query.__name__ and dataclasses.is_dataclass(value)]
+    assert {"Totals", "Status", "Freshness", "Summary", "ModelUsage", "ModelBreakdown", "SeriesBucket", "Series",
+            "HourOfDay", "PeakHours", "KeyList", "Change", "Changes", "Comparison", "KeyActivity", "BusiestKeys",
+            "SpikeAlert", "KeyAlerts"} <= {answer.__name__ for answer in answers}
+    assert [answer.__name__ for answer in answers if not answer.__dataclass_params__.frozen] == []
