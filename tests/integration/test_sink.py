@@ -300,6 +300,24 @@ def test_usage_hourly_reads_use_the_primary_key(clickhouse):
     assert "PrimaryKey" in plan and "api_key_id" in plan
 
 
+def test_confirming_more_requests_than_one_query_holds_asks_for_every_one(clickhouse):
+    """confirm_seen asks in chunks of 20,000 request ids: a counted id in the second chunk is still found."""
+    writer = new_writer(clickhouse)
+    events = make_events(3, seed=11)
+    write(writer, events)
+    counted = RequestKey(events[2]["api_key_id"], events[2]["request_id"])
+    unknown = [RequestKey("key-x", f"never-{i}") for i in range(20_000)]
+    assert writer.confirm_seen(0, 2, [*unknown, counted]) == {counted}
+
+
+def test_a_partition_with_nothing_committed_is_at_the_offset_before_the_first(clickhouse):
+    """-1, so the next offset to read is 0 (the worker resumes a partition at its progress + 1)."""
+    writer = new_writer(clickhouse)
+    assert writer.progress(0) == NO_PROGRESS == -1
+    assert writer.record_freshness(0, -1, NOW_MS) is True  # an idle, empty partition is fresh and still at -1
+    assert writer.progress(0) == -1
+
+
 def test_per_unit_maps_sum_key_by_key_across_flushes_and_merges(clickhouse):
     """units and unit_costs are SimpleAggregateFunction(sumMap, Map(...)): two flushes of the same group, merged
     by the AggregatingMergeTree, hold each unit's sum; the view's sumMap agrees before and after the merge."""

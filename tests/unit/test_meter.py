@@ -7,7 +7,10 @@ never from meterline's code.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -22,7 +25,7 @@ from pipeline.measures import COUNTED, Counts
 from pipeline.metering.dedup import SeenRequests, request_id_hashes
 from pipeline.metering.meter import Meter
 from pipeline.metering.pricing import USD_DECIMALS, PriceBook
-from pipeline.metering.rollup import RawMessage, RollupBuilder
+from pipeline.metering.rollup import RawMessage, RollupBuilder, TimeBounds
 from pipeline.metering.sink import FencedError
 from pipeline.metrics import PipelineMetrics
 from support.memory_store import InlineRunner, MemoryStore
@@ -47,9 +50,10 @@ def messages(*events: dict | list, first_offset: int = 0) -> list[RawMessage]:
     return out
 
 
-def new_meter(store: MemoryStore, clock_ms: int = NOW_MS, prices: PriceBook | None = None) -> Meter:
+def new_meter(store: MemoryStore, clock_ms: int = NOW_MS, prices: PriceBook | None = None,
+              metrics: PipelineMetrics | None = None) -> Meter:
     builder = RollupBuilder(ContractDecoder(), prices or PriceBook())
-    return Meter(InlineRunner(), store, builder, SETTINGS, PipelineMetrics(CollectorRegistry()),
+    return Meter(InlineRunner(), store, builder, SETTINGS, metrics or PipelineMetrics(CollectorRegistry()),
                  clock_ms=lambda: clock_ms)
 
 
@@ -201,14 +205,15 @@ async def test_freshness_is_the_flush_time_when_caught_up_else_the_last_messages
 
 
 async def test_expiry_keeps_the_ids_of_the_horizons_first_hour_and_drops_older_ones():
-    meter = new_meter(MemoryStore())
-    state = await meter.state(0)
-    horizon_hour = (NOW_MS - 24 * HOUR) // HOUR
-    ids = ["older", "first", "newer"]
-    state.seen.add(request_id_hashes(ids), np.asarray([horizon_hour - 1, horizon_hour, horizon_hour + 1],
-                                                      dtype=np.uint32))
-    meter.expire_seen()
-    assert list(state.seen.maybe_seen(request_id_hashes(ids))) == [False, True, True]
+    for clock in (NOW_MS, NOW_MS + 30 * 60_000, NOW_MS + 59 * 60_000):  # horizon on, in, late in an hour
+        meter = new_meter(MemoryStore(), clock_ms=clock)
+        state = await meter.state(0)
+        horizon_hour = (clock - 24 * HOUR) // HOUR
+        ids = ["older", "first", "newer"]
+        state.seen.add(request_id_hashes(ids), np.asarray([horizon_hour - 1, horizon_hour, horizon_hour + 1],
+                                                          dtype=np.uint32))
+        meter.expire_seen()
+        assert list(state.seen.maybe_seen(request_id_hashes(ids))) == [False, True, True]
 
 
 async def test_a_fenced_write_forgets_the_partition_and_counts_nothing():
@@ -276,3 +281,96 @@ def test_the_filter_finds_ids_added_since_its_last_merge_and_forgets_by_hour():
     seen.expire(11)
     assert list(seen.maybe_seen(request_id_hashes(["main", "recent"]))) == [False, True]
 
+
+
+async def test_a_flush_reports_its_events_by_outcome_and_lateness_and_the_filters_size():
+    metrics = PipelineMetrics(CollectorRegistry())
+    clock = NOW_MS + 58 * 60_000  # 17:58: an event of 18:01 is within the clock-skew bound, and not late
+    meter = new_meter(MemoryStore(), clock_ms=clock, metrics=metrics)
+    await flush(meter, messages(
+        event("now", NOW_MS), event("last-hour", NOW_MS - 1), event("earlier", NOW_MS - 5 * HOUR),
+        event("yesterday", NOW_MS - 20 * HOUR),
+        [event("now", NOW_MS), event("bad", NOW_MS, input_tokens=-1), event("old", NOW_MS - 8 * 24 * HOUR),
+         event("unpriced", NOW_MS + HOUR + 60_000, model="acme-private")]))
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert value("meterline_messages_consumed_total") == 5 and value("meterline_events_consumed_total") == 8
+    assert (value("meterline_events_counted_total"), value("meterline_events_duplicate_total")) == (5, 1)
+    assert value("meterline_events_rejected_total", reason="invalid_field") == 1
+    assert value("meterline_events_rejected_total", reason="too_late") == 1
+    assert value("meterline_events_rejected_total", reason="") is None  # only rejections carry a reason
+    assert value("meterline_events_late_total") == 3  # hours 16:00, 12:00 and yesterday's 21:00, counted at 17:58
+    assert value("meterline_events_unpriced_total") == 1
+    assert value("meterline_rollup_rows_written_total") == 5  # 17:00, 16:45, 12:00, 21:00 and the unpriced 18:00
+    assert value("meterline_flushes_total") == 1
+    assert (value("meterline_dedup_filter_entries"), value("meterline_dedup_filter_bytes")) == (5, 5 * 12)
+
+
+async def test_flush_and_write_durations_are_measured_from_their_own_starts(monkeypatch):
+    """flush_seconds runs from prepare() to the end of write(); clickhouse_write_seconds covers the writes."""
+    ticks = iter([10.0, 11.5, 30.0, 45.0])
+    monkeypatch.setattr("pipeline.metering.meter.time.perf_counter", lambda: next(ticks))
+    metrics = PipelineMetrics(CollectorRegistry())
+    await flush(new_meter(MemoryStore(), metrics=metrics), messages(event("a", NOW_MS)))
+    monkeypatch.undo()
+    assert metrics.registry.get_sample_value("meterline_clickhouse_write_duration_seconds_sum") == 18.5
+    assert metrics.registry.get_sample_value("meterline_flush_duration_seconds_sum") == 35.0
+
+
+async def test_forgetting_without_partitions_drops_every_partitions_state():
+    store = MemoryStore()
+    meter = new_meter(store)
+    await flush(meter, messages(event("a", NOW_MS)), partition=0)
+    await flush(meter, messages(event("b", NOW_MS)), partition=1)
+    meter.forget([1])
+    assert meter.committed() == {0: 0}
+    await meter.state(1)
+    meter.forget()
+    assert meter.committed() == {}
+
+
+async def test_a_flush_not_caught_up_is_fresh_up_to_its_last_messages_kafka_time():
+    store = MemoryStore()
+    batch = [RawMessage(offset, b"k1", json.dumps(event(f"r{offset}", NOW_MS)).encode(), NOW_MS - 9000 + offset)
+             for offset in range(3)]
+    await new_meter(store).write(await new_meter(store).prepare(0, batch))
+    assert store.fresh_through[0] == NOW_MS - 9000 + 2
+
+
+async def test_a_restarted_meter_loads_the_ids_of_the_horizons_first_hour_and_later_ones():
+    from support.memory_store import StoredId
+    for clock in (NOW_MS, NOW_MS + 30 * 60_000, NOW_MS + 59 * 60_000):  # horizon on, in, late in an hour
+        store = MemoryStore()
+        horizon_hour = (clock - 24 * HOUR) // HOUR
+        store.ids += [StoredId(0, "k1", name, hour, 0) for name, hour in
+                      (("older", horizon_hour - 1), ("first", horizon_hour), ("now", clock // HOUR))]
+        store.progress_of[0] = 0
+        seen = (await new_meter(store, clock_ms=clock).state(0)).seen
+        assert list(seen.maybe_seen(request_id_hashes(["older", "first", "now"]))) == [False, True, True]
+
+
+async def test_a_prepared_flush_names_its_offsets_after_the_progress_and_the_settings_bounds():
+    store = MemoryStore()
+    store.progress_of[0] = 2
+    prepared = await new_meter(store).prepare(0, messages(*(event(f"r{i}", NOW_MS) for i in range(6))))
+    assert (prepared.flush.partition, prepared.flush.first_offset, prepared.flush.last_offset,
+            prepared.flush.expected_progress, prepared.messages) == (0, 3, 5, 2, 3)
+    assert prepared.bounds == TimeBounds(NOW_MS, 7 * 24 * HOUR, 5 * 60_000, 24 * HOUR)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        prepared.messages = 4
+
+
+async def test_the_python_work_of_every_flush_runs_on_the_meters_one_cpu_thread():
+    """One thread: the decoder and the price book's cache are never used by two flushes at once."""
+    threads = []
+
+    class RecordingPriceBook(PriceBook):
+        def rate_for(self, *args):
+            threads.append(threading.current_thread().name)
+            return super().rate_for(*args)
+
+    meter = new_meter(MemoryStore(), prices=RecordingPriceBook())
+    await asyncio.gather(*(meter.prepare(p, messages(event(f"r{p}", NOW_MS))) for p in range(4)))
+    assert len(threads) == 4 and set(threads) == {"meter-cpu_0"}

@@ -570,6 +570,9 @@ def test_snapshot_rates_are_exact_at_the_stored_scale():
     assert apart and all(BY_NAME[u].counts == "second" for r in rates for u in r.apart)  # only per-hour audio
     # the rollup groups events by version string: it must identify one Rate
     assert len({rate.version for rate in rates}) == len(rates)
+    # and every model of every provider has its rates
+    owners = {f"{provider.id}/{model.id}" for provider in data.providers for model in provider.models}
+    assert len(owners) > 100 and {rate.version.split(" ")[2] for rate in rates} == owners
 
 
 def test_a_sheet_that_cannot_be_stored_exactly_is_unpriced(caplog):

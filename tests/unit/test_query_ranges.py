@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.usage.ranges import (MAX_BUCKETS, QueryError, bucket_key, bucket_start, next_bucket, parse_instant,
-                             parse_request, previous_period)
+from pipeline.usage.ranges import (MAX_BUCKETS, TIME_ZONES, QueryError, bucket_key, bucket_start, next_bucket,
+                                   parse_instant, parse_request, previous_period)
 
 BERLIN, KOLKATA, KATHMANDU = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata"), ZoneInfo("Asia/Kathmandu")
 
@@ -149,6 +150,176 @@ def test_weeks_start_on_monday_and_months_roll_over_the_year():
 def test_the_range_is_shown_in_the_requested_zone():
     r = request("2026-11-01T09:00:00Z", "2026-11-02T09:00:00Z", "Europe/Berlin")
     assert r.start.isoformat() == "2026-11-01T10:00:00+01:00" and r.end - r.start == timedelta(days=1)
+
+
+def test_a_range_of_exactly_the_longest_allowed_length_is_accepted():
+    assert request("2026-01-01", "2026-02-01", max_range_days=31).granularity == "day"
+    assert request("2026-01-01", "2026-01-08", max_range_days=31).granularity == "day"
+    with pytest.raises(QueryError) as error:
+        request("2026-01-01", "2026-02-01T00:00:01Z", max_range_days=31)
+    assert (error.value.error, error.value.detail) == ("range too long", "the range spans 31 days; at most 31 allowed")
+
+
+def test_the_index_bounds_are_the_hours_around_the_first_and_last_window():
+    on_hours = request("2026-11-01T10:00:00Z", "2026-11-01T12:00:00Z")
+    assert (on_hours.first_hour_epoch, on_hours.end_hour_epoch) == (
+        int(datetime(2026, 11, 1, 10, tzinfo=UTC).timestamp()), int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()))
+    inside = request("2026-11-01T10:20:00Z", "2026-11-01T12:10:00Z")
+    assert (inside.first_hour_epoch, inside.end_hour_epoch) == (
+        int(datetime(2026, 11, 1, 10, tzinfo=UTC).timestamp()), int(datetime(2026, 11, 1, 13, tzinfo=UTC).timestamp()))
+
+
+def test_granularity_names_arriving_as_new_strings_are_read_by_value():
+    """Query parameters are decoded into fresh string objects: the rules compare them by value."""
+    hour, week = "".join(["ho", "ur"]), "".join(["we", "ek"])
+    hourly = request("2026-11-01T10:00:00Z", "2026-11-01T12:00:00Z", granularity=hour)
+    assert hourly.bucket_keys() == [int(datetime(2026, 11, 1, h, tzinfo=UTC).timestamp()) for h in (10, 11)]
+    weekly = request("2026-11-02", "2026-11-30", granularity=week)
+    assert weekly.bucket_count() == 4 and weekly.bucket_keys()[-1] == date(2026, 11, 23)
+
+
+def test_day_and_week_buckets_cannot_start_before_clickhouses_first_date():
+    with pytest.raises(QueryError) as error:
+        request("1970-01-01T00:00:00Z", "1970-01-20", "America/New_York", "day")  # 1969-12-31 19:00 local
+    assert error.value.error == "out of supported range"
+    assert error.value.detail == ("day buckets cannot start before 1970-01-01 in America/New_York: ClickHouse dates "
+                                  "begin on 1970-01-01. This range's first day would start on 1969-12-31; start the "
+                                  "range on 1970-01-01 (America/New_York) or later, or ask for hour buckets")
+    with pytest.raises(QueryError) as error:
+        request("1970-01-01", "1970-02-01", "UTC", "week")  # a Thursday: its week starts on Monday 1969-12-29
+    assert error.value.detail.startswith("week buckets cannot start before 1970-01-05 in UTC: ClickHouse dates begin "
+                                         "on 1970-01-01, and the first Monday among them is 1970-01-05. ")
+    assert request("1970-01-05", "1970-02-02", "UTC", "week").bucket_keys()[0] == date(1970, 1, 5)
+    assert request("1970-01-01", "1970-01-03", "UTC", "day").bucket_count() == 2
+
+
+def test_a_long_hourly_range_reports_its_exact_number_of_buckets():
+    with pytest.raises(QueryError) as error:
+        request("2020-01-01", "2023-01-01", granularity="hour")  # 1096 days
+    assert error.value.detail.startswith(f"{1096 * 24} hour buckets; at most {MAX_BUCKETS}")
+
+
+def test_local_hours_over_many_lord_howe_dst_shifts_are_counted_one_by_one():
+    """Up to twice the limit the count is exact even where local hours are not whole UTC hours apart. Reference:
+    the distinct local (date, hour, UTC offset) of every 15-minute window, straight from zoneinfo."""
+    for end, expected in (("2025-09-01", 14_618), ("2026-04-13T08:00:00+10:30", 20_003)):  # 20,000 UTC hours
+        with pytest.raises(QueryError) as error:
+            request("2024-01-01", end, "Australia/Lord_Howe", "hour")
+        assert error.value.detail.startswith(f"{expected} hour buckets;")
+        assert lord_howe_local_hours(datetime(2024, 1, 1, tzinfo=LORD_HOWE), parse_instant(end, LORD_HOWE, "to")) == expected
+
+
+LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
+
+
+def lord_howe_local_hours(start: datetime, end: datetime) -> int:
+    """The local hours of [start, end) in Lord Howe: distinct (date, hour, UTC offset) of its 15-minute windows."""
+    hours = set()
+    for window in range(int(start.timestamp()), int(end.timestamp()), 900):
+        local = datetime.fromtimestamp(window, LORD_HOWE)
+        hours.add((local.date(), local.hour, local.utcoffset()))
+    return len(hours)
+
+
+def test_beyond_twice_the_limit_hours_are_counted_from_the_first_and_last_buckets_utc_hours():
+    """The shortcut of bucket_count: a range far beyond the limit is not walked window by window; its count is
+    the whole UTC hours from its first to its last local hour (Lord Howe's 30-minute shifts make that 3 fewer
+    than the local hours here, which only changes the number in the error)."""
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
+    first = datetime(2024, 1, 1, tzinfo=lord_howe).timestamp()
+    last = datetime(2026, 5, 31, 23, tzinfo=lord_howe).timestamp()
+    with pytest.raises(QueryError) as error:
+        request("2024-01-01", "2026-06-01", "Australia/Lord_Howe", "hour")
+    assert error.value.detail.startswith(f"{int(last - first) // 3600 + 1} hour buckets;")
+    assert int(last - first) // 3600 + 1 == 21_168
+
+
+def test_negative_utc_offsets_are_west_of_utc():
+    assert parse_instant("2026-11-01T04:00:00-05:00", BERLIN, "to") == datetime(2026, 11, 1, 9, tzinfo=UTC)
+    assert parse_instant("2026-11-01T04:00:00-09:30", BERLIN, "to") == datetime(2026, 11, 1, 13, 30, tzinfo=UTC)
+
+
+def test_instants_may_reach_2106_01_01_utc_and_not_beyond_whatever_their_offset():
+    assert parse_instant("2105-12-31T23:00:00-01:00", BERLIN, "to") == datetime(2106, 1, 1, tzinfo=UTC)
+    with pytest.raises(QueryError) as error:
+        parse_instant("2105-12-31T23:00:00-05:00", BERLIN, "to")
+    assert error.value.error == "out of supported range"
+
+
+def test_at_most_ten_thousand_buckets():
+    assert request("2026-01-01T00:00:00Z", "2026-04-15T04:00:00Z", granularity="quarter_hour").bucket_count() \
+        == MAX_BUCKETS == 10_000  # 104 days and 4 hours of quarter hours
+    with pytest.raises(QueryError) as error:
+        request("2026-01-01T00:00:00Z", "2026-04-15T04:15:00Z", granularity="quarter_hour")
+    assert error.value.detail.startswith("10001 quarter_hour buckets; at most 10000")
+
+
+def test_month_buckets_may_start_in_clickhouses_first_month_and_are_counted_by_value():
+    month = "".join(["mon", "th"])
+    first = request("1970-01-01", "1970-03-01", "UTC", month)
+    assert first.bucket_count() == 2 and first.bucket_keys() == [date(1970, 1, 1), date(1970, 2, 1)]
+
+
+def test_bucket_rules_read_granularity_names_by_value():
+    """The API hands over the granularity it decoded (a fresh string): every rule compares it by value."""
+    quarter, hour, week, month = ("".join(["quarter", "_hour"]), "".join(["ho", "ur"]), "".join(["we", "ek"]),
+                                  "".join(["mon", "th"]))
+    sunday_noon = int(datetime(2026, 11, 8, 12, 7, tzinfo=UTC).timestamp()) // 900 * 900
+    assert bucket_key(sunday_noon, quarter, BERLIN) == sunday_noon
+    assert bucket_key(sunday_noon, hour, BERLIN) == sunday_noon // 3600 * 3600
+    assert next_bucket(sunday_noon, quarter) == sunday_noon + 900
+    assert next_bucket(date(2026, 11, 2), week) == date(2026, 11, 9)
+    assert bucket_start(sunday_noon, quarter, BERLIN) == datetime(2026, 11, 8, 13, tzinfo=BERLIN)
+    assert bucket_start(date(2026, 11, 2), week, BERLIN) == datetime(2026, 11, 2, tzinfo=BERLIN)
+    assert bucket_start(date(2026, 11, 1), month, BERLIN) == datetime(2026, 11, 1, tzinfo=BERLIN)
+    with pytest.raises(QueryError) as error:
+        request("1970-01-01", "1970-02-01", "UTC", week)
+    assert "and the first Monday among them is 1970-01-05" in error.value.detail
+
+
+def test_bucket_counts_from_the_first_hour_and_month_and_as_whole_numbers():
+    assert request("1970-01-01", "1970-01-02", "UTC", "hour").bucket_count() == 24  # the first hour's key is 0
+    assert request("1970-01-01", "1972-01-02", "UTC", "month").bucket_count() == 25
+    with pytest.raises(QueryError) as error:
+        request("1990-01-01", "2020-01-01", "UTC", "day")
+    assert error.value.detail.startswith("10957 day buckets; at most 10000")
+
+
+def test_an_instant_of_the_longest_accepted_form_is_read():
+    text = "2026-11-01T09:00:00.123456789+05:30"
+    assert len(text) == 35
+    assert parse_instant(text, BERLIN, "from") == datetime(2026, 11, 1, 3, 30, 0, 123_457, tzinfo=UTC)
+
+
+def test_a_request_is_an_immutable_value():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request("2026-11-01", "2026-11-02").granularity = "day"
+
+
+def test_quarter_hours_and_weeks_are_counted_from_the_first_window_and_by_value():
+    quarter, week = "".join(["quarter", "_hour"]), "".join(["we", "ek"])
+    assert request("1970-01-01", "1970-01-01T06:00:00Z", granularity=quarter).bucket_count() == 24
+    weekly = request("2026-11-02", "2026-12-28", granularity=week)
+    assert weekly.bucket_count() == len(weekly.bucket_keys()) == 8
+
+
+def test_month_buckets_before_1970_and_instants_before_1970_utc_are_refused():
+    with pytest.raises(QueryError) as error:
+        request("1970-01-01T00:00:00Z", "1970-03-01", "America/New_York", "month")  # Dec 1969 in New York
+    assert error.value.error == "out of supported range" and "month buckets cannot start before" in \
+        error.value.detail
+    with pytest.raises(QueryError) as error:
+        parse_instant("1970-01-01T00:30:00+01:00", BERLIN, "from")
+    assert error.value.error == "out of supported range"
+
+
+def test_december_rolls_over_to_january_of_the_next_year():
+    assert [next_bucket(date(year, 12, 1), "month") for year in (2026, 2027)] == [date(2027, 1, 1), date(2028, 1, 1)]
+
+
+def test_every_accepted_zone_name_is_a_zone():
+    assert TIME_ZONES and all(name and not name.startswith("#") for name in TIME_ZONES)
+    assert all(ZoneInfo(name) for name in TIME_ZONES)
 
 
 # -- decompose: a range as whole UTC days, whole UTC hours and 15-minute windows ----------------------------
