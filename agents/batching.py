@@ -58,7 +58,12 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                         continue
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     if tp.topic == batch_topic:
-                        await deliver(FetchedRecords(tp.partition, tp_records))
+                        # Raced against a rebalance's stop_flow, as Faust's own loop races each message: a put
+                        # blocked on a full channel must give way, or the fetcher is cancelled mid-put and
+                        # Faust's restart-on-rebalance path crashes the worker. The fetch is dropped; the
+                        # partitions are repositioned at their ClickHouse progress on assignment.
+                        await self.wait_first(deliver(FetchedRecords(tp.partition, tp_records)),
+                                              self.suspend_flow.wait())
                     else:
                         for record in tp_records:
                             await self.wait_first(callback(self._to_message(tp, record)), self.suspend_flow.wait())

@@ -48,9 +48,11 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def run_worker(bootstrap: str, topic: str, n_messages: int, workdir: Path, url: str | None = None,
-                     workers: int = 1) -> dict:
-    """Seconds from the first worker being positioned until every message's offset is committed."""
+async def run_worker(bootstrap: str, topic: str, n_messages: int, n_events: int, workdir: Path,
+                     url: str | None = None, workers: int = 1) -> dict:
+    """Seconds from the first worker being positioned until every message's offset is committed; events/s is
+    ``n_events`` (every event of the topic) over those seconds. The workers' ``meterline_events_consumed_total``
+    must then reach ``n_events`` (a flush's progress is visible a moment before its metrics are recorded)."""
     url = url or f"chdb://{workdir / 'clickhouse'}"
     procs = [WorkerProcess(workdir / f"w{i}", bootstrap, topic, url, group=f"g-{topic}", flush_interval="1s",
                            extra_env={"METERLINE_KAFKA_SESSION_TIMEOUT": "10s", "METERLINE_ALERTS_IN_WORKER": "false"}).start()
@@ -70,13 +72,23 @@ async def run_worker(bootstrap: str, topic: str, n_messages: int, workdir: Path,
             if not all(p.alive for p in procs):
                 raise RuntimeError("worker died:\n" + "\n".join(p.log_tail() for p in procs))
             await asyncio.sleep(0.05)
-        events = sum(p.metric("meterline_events_consumed_total") for p in procs)
+        events = await _consumed(procs, n_events)
         rss = max(peak_rss_mb(p.process.pid) for p in procs)
-        return {"seconds": elapsed, "events": events, "events_per_s": events / elapsed,
+        return {"seconds": elapsed, "events": events, "events_per_s": n_events / elapsed,
                 "messages_per_s": n_messages / elapsed, "peak_rss_mb": rss, "workers": workers}
     finally:
         for p in procs:
             p.stop()
+
+
+async def _consumed(procs: list[WorkerProcess], n_events: int, timeout_s: float = 30.0) -> float:
+    """The workers' consumed-events counter once it reaches ``n_events``; RuntimeError if it does not."""
+    deadline = time.perf_counter() + timeout_s
+    while (events := sum(p.metric("meterline_events_consumed_total") for p in procs)) < n_events:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"workers consumed {events:,.0f} of {n_events:,} events")
+        await asyncio.sleep(0.05)
+    return events
 
 
 async def partition_ends(bootstrap: str, topic: str) -> dict[int, int]:
@@ -128,13 +140,15 @@ async def main(args: argparse.Namespace) -> dict:
             if args.quix_python:
                 row["quix_window"] = quix_rate(args.quix_python, bootstrap, topic, len(workload.events), "window")
                 row["quix_dict"] = quix_rate(args.quix_python, bootstrap, topic, len(workload.events), "dict")
-            row["worker"] = await run_worker(bootstrap, topic, len(messages), workdir / f"run-{shape}")
+            row["worker"] = await run_worker(bootstrap, topic, len(messages), len(workload.events),
+                                            workdir / f"run-{shape}")
             if shape == "batch100" and args.scaling:
                 server = ChdbHttpProcess(workdir / "shared-ch").start()
                 try:
-                    row["two_workers"] = await run_worker(bootstrap, topic, len(messages), workdir / "scale",
+                    row["two_workers"] = await run_worker(bootstrap, topic, len(messages), len(workload.events), workdir / "scale",
                                                           url=f"{server.url}/bench", workers=2)
-                    row["one_worker_http"] = await run_worker(bootstrap, topic, len(messages), workdir / "scale1",
+                    row["one_worker_http"] = await run_worker(bootstrap, topic, len(messages), len(workload.events),
+                                                              workdir / "scale1",
                                                               url=f"{server.url}/bench1", workers=1)
                 finally:
                     server.kill()
