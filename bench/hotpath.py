@@ -6,7 +6,7 @@ bound + dedup + price + group (``RollupBuilder.draft``), ``Draft.finish`` and th
 
 Prints one JSON line: CPU seconds (``time.process_time``, this process) of each repeat, for each shape. To
 compare two versions of the code, run it alternately with each tree first on ``PYTHONPATH`` (paired runs:
-``bench/hotpath.sh``), so that machine load hits both alike. The garbage collector is tuned as the worker
+``bench/hotpath.sh BEFORE_TREE AFTER_TREE``), so that machine load hits both alike. The garbage collector is tuned as the worker
 tunes it (agents/app.py).
 """
 
