@@ -182,9 +182,12 @@ def parse_request(scope: str, scope_id: str | None, start_text: str, end_text: s
     the range (:data:`AUTO_GRANULARITY`)."""
     scope_id = parse_scope(scope, scope_id)
     zone = parse_zone(tz)
-    start = parse_instant(start_text, zone, "from").astimezone(zone)
-    end = parse_instant(end_text, zone, "to").astimezone(zone)
-    if start >= end:
+    start, start_added = _instant_rounded_up(start_text, zone, "from")
+    end, end_added = _instant_rounded_up(end_text, zone, "to")
+    start, end = start.astimezone(zone), end.astimezone(zone)
+    # Judged on the texts' exact instants: two that round up to one microsecond are still ordered (and then hold
+    # no window, which the window rule below reports).
+    if start > end or (start == end and start_added <= end_added):
         raise QueryError("empty range", f"'from' ({start.isoformat()}) must be before 'to' ({end.isoformat()})")
     span = _wall_clock(end, zone) - _wall_clock(start, zone)
     if max_range_days is not None and span > timedelta(days=max_range_days):
@@ -227,6 +230,12 @@ def parse_instant(text: str, zone: ZoneInfo, name: str) -> datetime:
     """``YYYY-MM-DD`` (midnight in ``zone``) or an RFC 3339 date-time with an offset (:data:`INSTANT_PATTERN`),
     as an aware datetime in [1970-01-01T00:00:00Z, 2106-01-01T00:00:00Z]. Fractions beyond microseconds round
     up, so the hours a range holds (those starting in [from, to)) are exactly those of the text."""
+    return _instant_rounded_up(text, zone, name)[0]
+
+
+def _instant_rounded_up(text: str, zone: ZoneInfo, name: str) -> tuple[datetime, int]:
+    """:func:`parse_instant`'s value and the nanoseconds (0..999) its rounding up added to the text's instant."""
+    added = 0
     match = _INSTANT.fullmatch(text) if len(text) <= INSTANT_SCHEMA["maxLength"] else None
     if match is None:
         raise QueryError(f"bad '{name}'", f"{shown(text)} is not {INSTANT_EXPECT}")
@@ -235,6 +244,7 @@ def parse_instant(text: str, zone: ZoneInfo, name: str) -> datetime:
         value = datetime.combine(date.fromisoformat(day), time(), zone)
     else:
         nanoseconds = int((fraction or "").ljust(9, "0"))
+        added = -nanoseconds % 1000
         utc_offset = timedelta(0) if offset in "Zz" else (
             (1 if offset[0] == "+" else -1) * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
         value = (datetime.combine(date.fromisoformat(day), time(int(hour), int(minute), int(second)),
@@ -242,7 +252,7 @@ def parse_instant(text: str, zone: ZoneInfo, name: str) -> datetime:
     if not FIRST_INSTANT <= value <= LAST_INSTANT:
         raise QueryError("out of supported range", f"'{name}' ({value.isoformat()}) must lie between "
                          "1970-01-01T00:00:00Z and 2106-01-01T00:00:00Z (ClickHouse DateTime)")
-    return value
+    return value, added
 
 
 def bucket_key(window_epoch: int, granularity: str, zone: ZoneInfo) -> int | date:

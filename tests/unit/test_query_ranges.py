@@ -44,6 +44,11 @@ def test_unusable_instants_are_rejected_with_their_name(text):
 @pytest.mark.parametrize("kwargs,error", [
     ({"start": "2026-11-02", "end": "2026-11-01"}, "empty range"),
     ({"start": "2026-11-01", "end": "2026-11-01"}, "empty range"),
+    # nanoseconds that round up to one microsecond: ordered as written, not as rounded
+    ({"start": "1978-02-07T17:47:00.184742482Z", "end": "1978-02-07T17:47:00.184742462Z"}, "empty range"),
+    ({"start": "1978-02-07T17:47:00.184742462Z", "end": "1978-02-07T17:47:00.184742462Z"}, "empty range"),
+    ({"start": "1978-02-07T17:47:00.184742462Z", "end": "1978-02-07T17:47:00.184742482Z"}, "range holds no window"),
+    ({"start": "2026-11-01T09:59:59.999999001Z", "end": "2026-11-01T10:00:00Z"}, "range holds no window"),
     ({"tz": "Mars/Olympus"}, "unknown time zone"),
     ({"tz": "../../etc/passwd"}, "unknown time zone"),
     ({"granularity": "minute"}, "unknown granularity"),
