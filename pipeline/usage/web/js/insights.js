@@ -130,7 +130,8 @@ export function renderEfficiency(breakdown) {
   }));
 }
 
-function cell(tag, text, className) {
+// A table cell (or header) holding text; shared with view.js.
+export function cell(tag, text, className) {
   const element = document.createElement(tag);
   element.textContent = text;
   if (className) element.className = className;

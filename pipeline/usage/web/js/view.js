@@ -3,7 +3,7 @@
 // the data.
 
 import { exactUsd, formatBucket, formatInteger, formatShare, formatUsd } from "./format.js";
-import { formatStat } from "./insights.js";
+import { cell, formatStat } from "./insights.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -103,13 +103,6 @@ export function renderSeriesTable(series) {
     row.firstChild.scope = "row";
     return row;
   }));
-}
-
-function cell(tag, text, className) {
-  const element = document.createElement(tag);
-  element.textContent = text;
-  if (className) element.className = className;
-  return element;
 }
 
 /** What the empty state says: an id never seen is told apart from a quiet period. */
